@@ -1,0 +1,33 @@
+# Every target sets up what it needs: a fresh clone runs `make reproduce` or `make test` and nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= $(shell nproc)
+STUDY_CONFIG ?= config/config.yaml
+
+.PHONY: venv test reproduce lint bench test-slurm slurm-up slurm-down clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest -q -m "not slurm"
+
+lint: venv
+	$(BIN)/ruff check pipeline_src tests bench
+	$(BIN)/snakemake --lint --configfile $(STUDY_CONFIG)
+
+reproduce: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile $(STUDY_CONFIG)
+
+bench: venv
+	$(BIN)/python bench/bench_step.py
+
+clean:
+	rm -rf results reports/*/ .snakemake

@@ -1,0 +1,35 @@
+"""Command-line interface: `samrepro train|evaluate|prepare|plan|select-rho|track|report`.
+
+Each subcommand lives in the module that owns its concept; this file only wires them into argparse and
+imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("samrepro.data.cli", "verify (or download) a dataset and write its manifest"),
+    "plan": ("samrepro.study.cli_plan", "expand the study config into one run.yaml"),
+    "train": ("samrepro.engine.cli_train", "train one run (setup x seed x rho) into an output folder"),
+    "evaluate": ("samrepro.engine.cli_evaluate", "evaluate a trained run: accuracy / face verification"),
+    "select-rho": ("samrepro.study.cli_select", "pick the best rho of a tuning grid, write best.json"),
+    "track": ("samrepro.track.cli", "log a study's job outputs into MLflow (single writer)"),
+    "report": ("samrepro.report.cli", "render the study report (HTML + Markdown + figures)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="samrepro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module)
+        if argv[:1] == [name]:
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)

@@ -1,0 +1,1 @@
+"""samrepro.engine"""

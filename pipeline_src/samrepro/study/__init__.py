@@ -1,0 +1,1 @@
+"""samrepro.study: the study config -> run configs, rho selection."""
