@@ -29,5 +29,16 @@ reproduce: venv
 bench: venv
 	$(BIN)/python bench/bench_step.py
 
+# A single-node SLURM cluster on this machine (root; installs slurm-wlm and munge on first use).
+slurm-up:
+	scripts/slurm/cluster.sh up
+
+slurm-down:
+	scripts/slurm/cluster.sh down
+
+# The workflow through the real SLURM executor: tiny study + preemption/resume (tests/slurm, a few minutes).
+test-slurm: venv slurm-up
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m slurm tests/slurm
+
 clean:
 	rm -rf results reports/*/ .snakemake

@@ -1,0 +1,126 @@
+"""scikit-learn's bundled 8×8 digits: real data that works offline, for the embedded study.
+
+- ``digits``: 10-class classification; a fixed stratified 25 % test split (seed 0, the same for every run),
+  the validation split for ρ tuning carved from the remaining 75 % with ``split_seed``.
+- ``digits_openset``: the face protocol in miniature — training identities are the classes 0–6, the test
+  benchmark is balanced same/different pairs over images of the unseen classes 7–9 (10 folds × 60 pairs by
+  default, fixed seed); when tuning, the "val" pairs come from images of the training identities held
+  out of training.
+
+Everything is one small uint8 tensor (values 0–16), so loading costs nothing next to training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .datasets import TensorImageDataset
+from .registry import DataBundle, DatasetSpec, VerificationSet, register
+from .splits import make_pairs, stratified_split
+from .vision import AUG_OPTIONS, in_memory_bundle
+
+TEST_FRACTION = 0.25
+TEST_SEED = 0
+PAIRS_SEED = 0
+TRAIN_CLASSES = 7  # digits_openset trains on 0..6 and verifies on the unseen 7..9
+SCALE = 1.0 / 16.0
+
+
+@lru_cache(maxsize=1)
+def load_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 [1797, 1, 8, 8] with values 0..16, int64 labels) from sklearn's bundled copy."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.asarray(d.images, dtype=np.uint8)[:, None, :, :]
+    return x, np.asarray(d.target, dtype=np.int64)
+
+
+def _transform(x: np.ndarray, options: dict[str, Any]):
+    """Normalization by the mean/std of the training pixels; light augmentation: 1-pixel shifts.
+
+    Digits are not mirror-symmetric, so no flip by default; Cutout off by default (an 8×8 image has no
+    room for it), both can be switched on through options."""
+    from .transforms import BatchTransform
+
+    v = x.astype(np.float64) * SCALE
+    mean, std = float(v.mean()), float(v.std())
+    pad = int(options.get("crop_padding", 1))
+    size = int(options.get("cutout", 0))
+    p = float(options.get("cutout_p", 0.5))
+    if pad < 0 or size < 0 or not 0.0 <= p <= 1.0:
+        raise ValueError(f"options crop_padding={pad}, cutout={size} must be >= 0 and cutout_p={p} in [0, 1]")
+    return BatchTransform((mean,), (std,), scale=SCALE, train=True, crop_padding=pad,
+                          flip=bool(options.get("flip", False)), cutout=size, cutout_p=p)
+
+
+def _build_digits(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
+    x, y = load_arrays()
+    tr, te = stratified_split(y, TEST_FRACTION, TEST_SEED)
+    tf = _transform(x[tr], options)
+    return in_memory_bundle(
+        "digits",
+        (torch.from_numpy(x[tr]), torch.from_numpy(y[tr])),
+        (torch.from_numpy(x[te]), torch.from_numpy(y[te])),
+        tf, 10, use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
+    )
+
+
+def _pairs_set(name: str, images: torch.Tensor, labels: np.ndarray, n_pairs: int, seed: int, tf) -> VerificationSet:
+    a, b, same = make_pairs(labels, n_pairs, seed)
+    order = torch.from_numpy(np.stack([a, b], axis=1).reshape(-1))
+    return VerificationSet(name, tf(images.index_select(0, order)), torch.from_numpy(same))
+
+
+def _build_openset(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
+    x, y = load_arrays()
+    seen = y < TRAIN_CLASSES
+    xs, ys = torch.from_numpy(x[seen]), y[seen]
+    tf = _transform(x[seen], options)
+    eval_tf = tf.eval_copy()
+    full = TensorImageDataset(xs, torch.from_numpy(ys), tf)
+    if use_validation:
+        tr, va = stratified_split(ys, val_fraction, split_seed)
+        val = _pairs_set("val", xs[torch.from_numpy(va)], ys[va], int(options.get("val_pairs", 600)), split_seed,
+                         eval_tf)
+        verification = {"val": val}
+        train = full.subset(tr)
+    else:
+        unseen = ~seen
+        bench = _pairs_set("digits_unseen", torch.from_numpy(x[unseen]), y[unseen],
+                           int(options.get("test_pairs", 600)), PAIRS_SEED, eval_tf)
+        verification = {"digits_unseen": bench}
+        train = full
+    return DataBundle(
+        name="digits_openset",
+        task="face",
+        num_classes=TRAIN_CLASSES,
+        input_shape=(1, 8, 8),
+        train=train,
+        train_eval=train.with_transform(eval_tf),
+        eval=None,
+        verification=verification,
+        info={"train_size": len(train), "identities": TRAIN_CLASSES, "benchmarks": list(verification),
+              "mean": list(tf.mean), "std": list(tf.std)},
+    )
+
+
+def _prepare(root: Path, download: bool) -> dict[str, Any]:
+    x, y = load_arrays()
+    return {
+        "files": [],
+        "counts": {"images": int(y.size), "classes": int(np.unique(y).size)},
+        "data_sha256": hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest(),
+        "source": "sklearn.datasets.load_digits (bundled with scikit-learn)",
+    }
+
+
+register(DatasetSpec("digits", "classification", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS))
+register(DatasetSpec("digits_openset", "face", _build_openset, _prepare, "bundled with scikit-learn",
+                     AUG_OPTIONS | {"val_pairs", "test_pairs"}))

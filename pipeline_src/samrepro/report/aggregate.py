@@ -1,0 +1,138 @@
+"""Aggregation for the report (DESIGN 'The DAG', step 6): per-seed metrics -> mean ± std per
+experiment x setup x metric, the papers' numbers and our difference beside them, and a Welch t-test of each
+setup against its baseline (samrepro.optim.setups: SAM vs SGD, AACE vs SAM, FlatFace-* vs its margin head)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from samrepro.track.runs import RunRecord, flatten_eval
+
+# metrics.json entries worth a column (the rest are provenance); eval.json's figures all are
+RUN_METRICS = ("train_loss", "eval_acc", "wall_time_s", "images_per_s")
+PRIMARY = {"classification": "test_top1", "face": "verification_mean"}
+
+
+def baselines() -> dict[str, str | None]:
+    """setup -> baseline setup, from the library's single definition (samrepro.optim.setups)."""
+    from samrepro.optim.setups import SETUPS
+
+    return {name: s.baseline for name, s in SETUPS.items()}
+
+
+def runs_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
+    """Long table: one row per (experiment, setup, seed, metric) of the final runs."""
+    rows = []
+    for r in runs:
+        values = {k: float(r.metrics[k]) for k in RUN_METRICS
+                  if isinstance(r.metrics.get(k), (int, float)) and not isinstance(r.metrics.get(k), bool)}
+        values.update(flatten_eval(r.evaluation))  # eval.json wins (e.g. its clean train_acc)
+        for metric, value in values.items():
+            rows.append({"experiment": r.experiment, "setup": r.setup, "seed": r.seed, "rho": r.rho,
+                         "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=["experiment", "setup", "seed", "rho", "metric", "value"])
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """mean, std (ddof=1; 0 for a single seed) and n over seeds per experiment x setup x metric."""
+    if frame.empty:
+        return pd.DataFrame(columns=["experiment", "setup", "metric", "n", "mean", "std"])
+    g = frame.groupby(["experiment", "setup", "metric"], sort=False)["value"]
+    out = g.agg(n="count", mean="mean", std="std").reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) -> tuple[float, float | None] | None:
+    """(mean, std or None) the paper publishes for `setup` under `ref` (schema $defs/paper_ref), in accuracy %."""
+    node: Any = paper
+    for part in ref["path"].split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ValueError(f"paper reference path '{ref['path']}': '{part}' is not in paper_results")
+        node = node[part]
+    if not isinstance(node, Mapping) or setup not in node:
+        return None
+    value = node[setup]
+    if ref.get("field"):
+        if not isinstance(value, Mapping) or ref["field"] not in value:
+            return None
+        value = value[ref["field"]]
+    if isinstance(value, (list, tuple)) and ref.get("index") is not None:
+        mean, std = float(value[ref["index"]]), None
+    elif isinstance(value, (list, tuple)):
+        mean, std = float(value[0]), (float(value[1]) if len(value) > 1 else None)
+    else:
+        mean, std = float(value), None
+    if ref.get("kind", "accuracy") == "error":
+        mean = 100.0 - mean
+    return mean, std
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Welch t-test p-value; NaN when either side has < 2 seeds or both have zero variance."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
+        return math.nan
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns, the p-value is still the answer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(list(a), list(b), equal_var=False).pvalue)
+
+
+def comparison_table(frame: pd.DataFrame, experiments: Mapping[str, Mapping[str, Any]],
+                     paper: Mapping[str, Any]) -> pd.DataFrame:
+    """summary + paper mean/std/label + difference (ours − paper) + baseline, its mean and the Welch p-value."""
+    summary = summarize(frame)
+    if summary.empty:
+        return summary
+    base = baselines()
+    per_seed = {k: list(v) for k, v in frame.groupby(["experiment", "setup", "metric"])["value"]}
+    rhos = frame.groupby(["experiment", "setup"])["rho"].first().to_dict()
+    records = []
+    for row in summary.to_dict("records"):
+        exp_cfg = experiments.get(row["experiment"], {})
+        rec = {**row, "rho": rhos.get((row["experiment"], row["setup"])), "paper": math.nan,
+               "paper_std": math.nan, "paper_label": "", "diff": math.nan, "baseline": "",
+               "baseline_mean": math.nan, "p_value": math.nan}
+        for ref in exp_cfg.get("paper", []):
+            if ref["metric"] != row["metric"]:
+                continue
+            found = paper_value(paper, ref, row["setup"])
+            if found is not None:
+                rec["paper"], std = found
+                rec["paper_std"] = math.nan if std is None else std
+                rec["paper_label"] = ref.get("label") or ref["path"]
+                rec["diff"] = row["mean"] - rec["paper"]
+                break
+        b = base.get(row["setup"])
+        if b and b in exp_cfg.get("setups", [b]):
+            mine = per_seed.get((row["experiment"], row["setup"], row["metric"]), [])
+            theirs = per_seed.get((row["experiment"], b, row["metric"]), [])
+            if theirs:
+                rec["baseline"] = b
+                rec["baseline_mean"] = sum(theirs) / len(theirs)
+                rec["p_value"] = welch_p(mine, theirs)
+        records.append(rec)
+    return pd.DataFrame(records)
+
+
+def fmt_mean_std(mean: float, std: float | None, digits: int = 2) -> str:
+    """'mean ± std' (the form every table uses); '' for a missing mean."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"

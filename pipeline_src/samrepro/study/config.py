@@ -1,0 +1,209 @@
+"""The study config: loading, schema validation with defaults, semantic checks, derived quantities.
+
+Shared by the Snakefile (which validates with `snakemake.utils.validate` and then calls `check_study`) and by
+the CLI (`samrepro plan --config`, which calls `load_study`). Pure Python: no torch import, so that planning
+and DAG construction stay fast (the paper DAG must build in seconds on a login node).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Setup name -> task. Mirrors samrepro.optim.setups.SETUPS (tests/test_workflow_study.py checks that the two
+# agree); duplicated here because importing samrepro.optim imports torch.
+SETUP_TASK: dict[str, str] = {
+    "SGD": "classification",
+    "SAM": "classification",
+    "AACE": "classification",
+    "SCE-SAM": "classification",
+    "SAACE": "classification",
+    "ASAM": "classification",
+    "ArcFace": "face",
+    "AdaFace": "face",
+    "FlatFace-SAM-ArcFace": "face",
+    "FlatFace-SAM-AdaFace": "face",
+    "FlatFace-AACE-ArcFace": "face",
+    "FlatFace-AACE-AdaFace": "face",
+}
+# Setups without a perturbation (perturbation "none"): they have no rho and are never tuned.
+RHO_FREE_SETUPS: frozenset[str] = frozenset({"SGD", "ArcFace", "AdaFace"})
+FACE_DATASETS: frozenset[str] = frozenset({"digits_openset", "face_rec", "face_folder", "casia_webface", "ms1mv2"})
+
+RULE_KINDS = ("prepare", "tune", "train", "evaluate", "track", "report")
+
+
+def repo_root() -> Path:
+    """The checkout holding `workflow/` (the package is installed editable from `pipeline_src/`)."""
+    return Path(__file__).resolve().parents[3]
+
+
+def schema_path() -> Path:
+    """The one schema file, also used by the Snakefile; $SAMREPRO_SCHEMA overrides (non-editable installs)."""
+    env = os.environ.get("SAMREPRO_SCHEMA")
+    path = Path(env) if env else repo_root() / "workflow" / "schemas" / "config.schema.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config schema not found at {path}: run from a samrepro checkout or set SAMREPRO_SCHEMA"
+        )
+    return path
+
+
+def fmt_rho(rho: float) -> str:
+    """Canonical text of a rho in paths and wildcards (0.05 -> '0.05'); `float()` parses it back."""
+    return f"{float(rho):g}"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (override wins), returning new objects: schema defaults must never be shared."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _error_key(error: Any) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "<top level>"
+
+
+def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the schema, filling its defaults (as `snakemake.utils.validate` does).
+
+    Raises ValueError naming the offending key, the schema's message and the fix (the schema's description).
+    """
+    import jsonschema
+    from jsonschema import Draft202012Validator, validators
+
+    schema = yaml.safe_load(schema_path().read_text())
+    base = Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001 - jsonschema's signature
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    validator_cls = validators.extend(base, {"properties": set_defaults})
+    config = copy.deepcopy(config)
+    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
+    if error is not None:
+        hint = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+        raise ValueError(
+            f"invalid study config at key '{_error_key(error)}': {error.message}"
+            + (f" (expected: {hint})" if hint else "")
+        )
+    return config
+
+
+def check_study(config: Mapping[str, Any]) -> None:
+    """Checks the schema cannot express: setups match the dataset's task, setup_overrides name used setups."""
+    for name, exp in config["experiments"].items():
+        task = "face" if exp["dataset"]["name"] in FACE_DATASETS else "classification"
+        for setup in exp["setups"]:
+            if SETUP_TASK[setup] != task:
+                raise ValueError(
+                    f"experiments.{name}.setups: setup '{setup}' is a {SETUP_TASK[setup]} setup but dataset "
+                    f"'{exp['dataset']['name']}' is a {task} dataset; use the "
+                    f"{sorted(s for s, t in SETUP_TASK.items() if t == task)} setups with it"
+                )
+        for setup in exp.get("setup_overrides", {}):
+            if setup not in exp["setups"]:
+                raise ValueError(
+                    f"experiments.{name}.setup_overrides.{setup}: '{setup}' is not in "
+                    f"experiments.{name}.setups {exp['setups']}; add it there or drop the override"
+                )
+        for setup, over in exp.get("setup_overrides", {}).items():
+            if setup in RHO_FREE_SETUPS and ("rho" in over or "rho_grid" in over):
+                raise ValueError(
+                    f"experiments.{name}.setup_overrides.{setup}: {setup} has no perturbation, so no rho; "
+                    "remove rho/rho_grid there"
+                )
+        if exp["schedule"]["name"] == "multistep":
+            ms = exp["schedule"]["milestones"]
+            if ms != sorted(ms) or (any(m < 1 for m in ms) and any(m >= 1 for m in ms)):
+                raise ValueError(
+                    f"experiments.{name}.schedule.milestones {ms}: give increasing fractions (< 1) or "
+                    "increasing epoch numbers, not a mix"
+                )
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with open(path) as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a study config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_study(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Merge config files (later ones win, as `snakemake --configfile a b`), validate, check."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = deep_merge(config, load_yaml(path))
+    config = validate_schema(config)
+    check_study(config)
+    return config
+
+
+# --- derived quantities (used by the Snakefile helpers and by plan) ------------------------------------
+
+
+def task_of(exp: Mapping[str, Any]) -> str:
+    return "face" if exp["dataset"]["name"] in FACE_DATASETS else "classification"
+
+
+def setup_value(exp: Mapping[str, Any], setup: str, key: str) -> Any:
+    """A per-setup value: setup_overrides.<setup>.<key> if given, else the experiment's."""
+    over = exp.get("setup_overrides", {}).get(setup, {})
+    return over[key] if key in over else exp[key]
+
+
+def is_tuned(exp: Mapping[str, Any], setup: str) -> bool:
+    """Tuned = the setup has a rho and the config fixes none (DESIGN 'The DAG', step 2)."""
+    return setup not in RHO_FREE_SETUPS and "rho" not in exp.get("setup_overrides", {}).get(setup, {})
+
+
+def fixed_rho(exp: Mapping[str, Any], setup: str) -> float | None:
+    return exp.get("setup_overrides", {}).get(setup, {}).get("rho")
+
+
+def rho_grid(exp: Mapping[str, Any], setup: str) -> list[float]:
+    return [float(r) for r in setup_value(exp, setup, "rho_grid")] if is_tuned(exp, setup) else []
+
+
+def experiment_spec(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
+    """What `plan` needs of one experiment (no resources: changing a job's resources must not rerun it)."""
+    if experiment not in config["experiments"]:
+        raise ValueError(
+            f"experiment '{experiment}' is not in the study; known: {sorted(config['experiments'])}"
+        )
+    exp = {k: v for k, v in config["experiments"][experiment].items() if k not in ("resources", "paper")}
+    return {"study": config["study"], "experiment": experiment, **copy.deepcopy(exp)}
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a JSON-able object (provenance tag)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def job_resources(config: Mapping[str, Any], kind: str, experiment: str | None = None) -> dict[str, Any]:
+    """Resources of one job kind: the study-wide block, overridden by the experiment's block."""
+    if kind not in RULE_KINDS:
+        raise ValueError(f"unknown rule kind '{kind}'; known: {RULE_KINDS}")
+    res = dict(config["resources"][kind])
+    if experiment is not None:
+        res.update(config["experiments"][experiment].get("resources", {}).get(kind, {}))
+    return res

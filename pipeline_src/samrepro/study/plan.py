@@ -1,0 +1,118 @@
+"""Expand one experiment x setup x seed (x rho) of a study into the run config `run.yaml` (CONTRACTS Part C).
+
+The run config is everything `samrepro train`/`evaluate` need, so a run folder is self-describing: it can be
+re-run, resumed or tracked without the study config. Tuning runs train on train-minus-validation
+(phase "tune"); final runs take rho from the tuning's `best.json` (DESIGN 'The DAG', steps 2-3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from samrepro.study.config import RHO_FREE_SETUPS, fixed_rho, is_tuned, setup_value
+
+PHASES = ("tune", "final")
+
+
+def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | None, best: str | None) -> float | None:
+    """The rho of a run: none for rho-free setups, the grid value when tuning, else fixed or best.json."""
+    name = f"{spec['experiment']}/{setup}"
+    if setup in RHO_FREE_SETUPS:
+        if rho is not None:
+            raise ValueError(f"{name}: setup {setup} has no perturbation; do not pass --rho")
+        return None
+    if phase == "tune":
+        if rho is None:
+            raise ValueError(f"{name}: a tuning run needs --rho (one value of the setup's rho_grid)")
+        if rho <= 0:
+            raise ValueError(f"{name}: --rho must be > 0, got {rho}")
+        return float(rho)
+    if rho is not None:
+        return float(rho)
+    fixed = fixed_rho(spec, setup)
+    if fixed is not None:
+        return float(fixed)
+    if not is_tuned(spec, setup):  # pragma: no cover - is_tuned is False only for fixed/rho-free setups
+        raise ValueError(f"{name}: no rho")
+    if best is None:
+        raise ValueError(
+            f"{name}: a final run of a tuned setup needs --best best.json (written by `samrepro select-rho`) "
+            f"or a fixed rho in setup_overrides.{setup}.rho"
+        )
+    data = json.loads(Path(best).read_text())
+    if data.get("experiment") != spec["experiment"] or data.get("setup") != setup:
+        raise ValueError(
+            f"{best} is for {data.get('experiment')}/{data.get('setup')}, not {name}: pass the setup's own best.json"
+        )
+    return float(data["rho"])
+
+
+def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str, rho: float | None = None,
+                     best: str | None = None) -> dict[str, Any]:
+    """One run config (CONTRACTS Part C 'run.yaml') from an experiment spec (`study.config.experiment_spec`)."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got '{phase}'")
+    if setup not in spec["setups"]:
+        raise ValueError(
+            f"setup '{setup}' is not in experiments.{spec['experiment']}.setups {spec['setups']}"
+        )
+    seeds = spec["tune"]["seeds"] if phase == "tune" else spec["seeds"]
+    if seed not in seeds:
+        raise ValueError(
+            f"seed {seed} is not a {'tune.seeds' if phase == 'tune' else 'seeds'} entry {seeds} of "
+            f"experiments.{spec['experiment']}"
+        )
+    epochs = int(setup_value(spec, setup, "epochs"))
+    if phase == "tune" and spec["tune"].get("epochs"):
+        epochs = int(spec["tune"]["epochs"])
+    optim = {**spec["optim"], **spec.get("setup_overrides", {}).get(setup, {}).get("optim", {})}
+    return {
+        "study": spec["study"],
+        "experiment": spec["experiment"],
+        "setup": setup,
+        "seed": int(seed),
+        "phase": phase,
+        "rho": resolve_rho(spec, setup, phase, rho, best),
+        "dataset": dict(spec["dataset"]),
+        "model": dict(spec["model"]),
+        "embedding_dim": int(spec["embedding_dim"]),
+        "head": dict(spec["head"]),
+        "optim": optim,
+        "schedule": {**spec["schedule"], "epochs": epochs},
+        "batch_size": int(setup_value(spec, setup, "batch_size")),
+        "eval_batch_size": int(spec["eval_batch_size"]),
+        "workers": int(spec["workers"]),
+        "device": spec["device"],
+        "amp": spec["amp"],
+        "channels_last": spec["channels_last"],
+        "probe_batch_size": int(spec["probe_batch_size"]),
+        "sharpness": dict(spec["sharpness"]),
+        "ddp_sync_perturbation": bool(spec["ddp_sync_perturbation"]),
+    }
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Temp file in the same folder + rename: an interrupted write never leaves a complete-looking file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run_config(run: Mapping[str, Any], out: str | os.PathLike[str]) -> None:
+    atomic_write_text(out, yaml.safe_dump(dict(run), sort_keys=False))

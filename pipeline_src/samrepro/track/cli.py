@@ -1,0 +1,34 @@
+"""`samrepro track`: log a study's run folders into MLflow (the single writer; idempotent).
+
+View the result with `mlflow ui --backend-store-uri sqlite:///results/<study>/mlflow.db` (or the URI used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from samrepro.study.plan import atomic_write_text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", required=True, help="study name = MLflow experiment name")
+    parser.add_argument("--results", required=True, help="results/<study> folder (default store, artifacts)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db")
+    parser.add_argument("--runs", nargs="*", default=[], help="final runs: eval.json files or run folders")
+    parser.add_argument("--tune", nargs="*", default=[], help="tuning runs: metrics.json files or folders")
+    parser.add_argument("--out", default=None, help="summary JSON (run ids) to write atomically")
+
+
+def run(args: argparse.Namespace) -> int:
+    from samrepro.track.mlflow_log import track_study
+
+    summary = track_study(args.study, args.results, args.runs, args.tune, tracking_uri=args.tracking_uri)
+    text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(f"MLflow {summary['tracking_uri']}: experiment '{args.study}' ({summary['experiment_id']}), "
+          f"{len(summary['runs'])} runs: {summary['created']} created, {summary['replaced']} replaced, "
+          f"{summary['skipped']} unchanged")
+    return 0

@@ -1,0 +1,106 @@
+"""The tiny study through the real slurm executor on the live one-node cluster (issue 5).
+
+Derived from the embedded default study (config/config.yaml): the same experiments, datasets, models and
+resources, cut to two setups per experiment, one seed, one or two epochs. Every tune/train/evaluate job
+must be an sbatch job that SLURM ran to COMPLETED; every training run must record the SLURM job id it ran
+under (metrics.json and the MLflow tag); the report must be rendered from those runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from slurm_cluster import REPO, for_test_cluster, run_workflow, slurm_states, tail, write_config
+
+from samrepro.study import config as study
+
+pytestmark = pytest.mark.slurm
+
+STUDY = "slurm_tiny"
+# experiment -> (setups kept, rho grid): one tuned setup (two rho values -> select_rho), one rho-free setup.
+KEEP = {"digits": (["SGD", "SAM"], [0.05, 0.1]), "digits_openset": (["ArcFace", "FlatFace-SAM-ArcFace"], None)}
+
+
+def tiny_study(partition: str) -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["study"] = STUDY
+    cfg["experiments"] = {name: cfg["experiments"][name] for name in KEEP}
+    for name, (setups, grid) in KEEP.items():
+        exp = cfg["experiments"][name]
+        exp["setups"] = setups
+        exp["seeds"] = [0]
+        exp["epochs"] = 2
+        exp["tune"] = {"seeds": [0], "epochs": 1}
+        exp["setup_overrides"] = {}
+        if grid:
+            exp["rho_grid"] = grid
+        else:  # a fixed rho: the FlatFace setup trains without a tuning stage
+            exp["setup_overrides"] = {s: {"rho": 0.05} for s in setups if s.startswith("FlatFace")}
+        exp["sharpness"] = {"enabled": True, "samples": 64, "iterations": 3}
+    return for_test_cluster(cfg, partition)
+
+
+def expected_jobs(cfg: dict) -> dict[str, int]:
+    """sbatch jobs per rule: a tune job per rho of each tuned setup, a train and an evaluate job per run."""
+    exps = cfg["experiments"].values()
+    tune = sum(len(study.rho_grid(e, s)) * len(e["tune"]["seeds"]) for e in exps for s in e["setups"])
+    runs = sum(len(e["setups"]) * len(e["seeds"]) for e in exps)
+    return {"tune": tune, "train": runs, "evaluate": runs}
+
+
+def test_tiny_study_runs_every_job_under_slurm(tmp_path: Path, slurm_partition: str) -> None:
+    cfg = tiny_study(slurm_partition)
+    configfile = write_config(tmp_path / "tiny.yaml", cfg)
+    work = tmp_path / "work"
+    run = run_workflow(work, configfile, timeout=540)
+    assert run.returncode == 0, tail(run.output)
+
+    # Every compute job went through sbatch, and SLURM ran each to completion.
+    subs = run.submissions()
+    by_rule: dict[str, list[str]] = {}
+    for rule, job in subs:
+        by_rule.setdefault(rule, []).append(job)
+    assert {r: len(j) for r, j in by_rule.items()} == expected_jobs(cfg), tail(run.output)
+    states = slurm_states([job for _, job in subs])
+    assert states == {job: "COMPLETED" for _, job in subs}
+
+    # Each training run (tuning and final) recorded the SLURM job it ran under, one distinct job per run.
+    res = work / "results" / STUDY
+    metrics = {p: json.loads(p.read_text()) for p in sorted(res.glob("*/*/*/*/metrics.json"))}
+    assert len(metrics) == len(by_rule["tune"]) + len(by_rule["train"])
+    recorded = {str(m["slurm_job_id"]) for m in metrics.values()}
+    assert recorded == set(by_rule["tune"]) | set(by_rule["train"])
+    for path, m in metrics.items():
+        assert m["host"], path
+        rule = "tune" if "/tune/" in str(path) else "train"
+        assert str(m["slurm_job_id"]) in by_rule[rule], path
+
+    # MLflow (written once by the local `track` job) carries the same job ids as provenance tags.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{res / 'mlflow.db'}")
+    experiments = client.search_experiments()
+    tagged = {
+        r.data.tags["slurm_job_id"]
+        for e in experiments
+        for r in client.search_runs([e.experiment_id], max_results=1000)
+        if r.data.tags.get("slurm_job_id")
+    }
+    finals = {str(m["slurm_job_id"]) for p, m in metrics.items() if "/runs/" in str(p)}
+    assert finals <= tagged <= recorded, (finals, tagged, recorded)
+
+    # The report was rendered, with a row for every setup, from these runs.
+    rep = work / "reports" / STUDY
+    for name in ("index.html", "report.md", "summary.csv"):
+        assert (rep / name).stat().st_size > 0, name
+    with (rep / "summary.csv").open() as fh:
+        text = fh.read()
+    rows = list(csv.reader(text.splitlines()))
+    assert len(rows) > 1
+    for setups, _ in KEEP.values():
+        for setup in setups:
+            assert setup in text, setup

@@ -1,0 +1,105 @@
+"""The Snakemake workflow: the paper DAG builds without data and fast, lint is clean, a bad config is refused
+with the schema's message (DESIGN 'Snakemake, SLURM and MLflow conventions')."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from samrepro.study.config import is_tuned, load_study, rho_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args],
+                          cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_paper_dag_dry_run_without_data_is_fast(tmp_path):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = snakemake("-n", "--quiet", "all", "--configfile", str(ROOT / "config" / "paper.yaml"),
+                     "--directory", str(tmp_path))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # CPU seconds, not wall time: the bound holds on a loaded CI machine too
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 10.0, f"paper DAG took {cpu:.1f} CPU s"
+    words = " ".join((proc.stdout + proc.stderr).split())
+    config = load_study([ROOT / "config" / "paper.yaml"])
+    exps = config["experiments"].values()
+    n_final = sum(len(e["setups"]) * len(e["seeds"]) for e in exps)
+    n_tune = sum(len(rho_grid(e, s)) * len(e["tune"]["seeds"]) for e in exps for s in e["setups"])
+    n_select = sum(is_tuned(e, s) for e in exps for s in e["setups"])
+    n_data = len({e["dataset"]["name"] for e in exps})
+    for rule, n in (("train", n_final), ("evaluate", n_final), ("tune", n_tune), ("select_rho", n_select),
+                    ("prepare", n_data), ("track", 1), ("report", 1)):
+        assert f" {rule} {n} " in words, (rule, n)
+    assert not (tmp_path / "results").exists()  # a dry run touches nothing
+
+
+def test_paper_config_declares_every_paper_setup():
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    setups = {s for e in config["experiments"].values() for s in e["setups"]}
+    assert {"SGD", "SAM", "AACE", "SCE-SAM", "SAACE", "ArcFace", "AdaFace", "FlatFace-SAM-ArcFace",
+            "FlatFace-SAM-AdaFace", "FlatFace-AACE-ArcFace", "FlatFace-AACE-AdaFace"} <= setups
+    datasets = {e["dataset"]["name"] for e in config["experiments"].values()}
+    assert {"cifar10", "cifar100", "fashion_mnist", "food101", "casia_webface", "ms1mv2"} <= datasets
+    wrn = config["experiments"]["cifar100_wrn28_10"]
+    assert wrn["setup_overrides"]["SGD"]["epochs"] == 2 * wrn["epochs"]  # equal compute (DESIGN recipes)
+    assert wrn["rho_grid"] == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
+    assert wrn["resources"]["train"]["gpu"] >= 1
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"epochs": 0}, "0 is less than the minimum of 1"),
+        ({"setups": ["SGD", "SAMM"]}, "'SAMM' is not one of"),
+        ({"rho_grid": [0.05, -0.1]}, "-0.1 is less than or equal to the minimum of 0"),
+        ({"epochz": 3}, "Additional properties are not allowed ('epochz' was unexpected)"),
+    ],
+)
+def test_bad_config_fails_with_schema_message(tmp_path, patch, expected):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["experiments"]["digits"].update(patch)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error validating config file" in out and expected in out, out[-3000:]
+    assert "digits" in out  # the message names where the bad key is
+
+
+def test_semantic_check_names_key_and_fix(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["experiments"]["digits"]["setups"] = ["SGD", "ArcFace"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "experiments.digits.setups: setup 'ArcFace' is a face setup" in out
+
+
+def test_default_study_dag(tmp_path):
+    """Without --configfile the embedded study runs: every setup tuned over >= 3 rho, three seeds."""
+    proc = snakemake("-n", "--quiet", "all", "--directory", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    words = " ".join((proc.stdout + proc.stderr).split())
+    # digits: 4 tuned setups x 3 rho + openset: 4 x 3 = 24 tuning runs; (5 + 6) setups x 3 seeds = 33 runs
+    assert "tune 24" in words and "train 33" in words and "evaluate 33" in words and "select_rho 8" in words

@@ -1,0 +1,194 @@
+# Helpers shared by the rules (functions only: no rules here, no logic in the rules themselves).
+import json
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The library lives next to the Snakefile: importable even from a snakemake outside the venv.
+sys.path.insert(0, os.path.join(workflow.basedir, "pipeline_src"))
+
+from samrepro.study import config as study  # noqa: E402
+from samrepro.study.workflow import jobs_use_this_python  # noqa: E402
+
+jobs_use_this_python()
+
+if "experiments" not in config:
+    # No --configfile given: the embedded default study. (Not a `configfile:` directive: Snakemake would
+    # deep-merge it with a --configfile, mixing the default study's experiments into any other study.)
+    _default = study.load_yaml(os.path.join(workflow.basedir, "config", "config.yaml"))
+    _overrides = dict(config)
+    config.clear()
+    config.update(study.deep_merge(_default, _overrides))
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    study.check_study(config)
+except ValueError as err:
+    raise WorkflowError(f"invalid study config: {err}")
+
+STUDY = config["study"]
+RES = f"{config['results_dir']}/{STUDY}"
+REP = f"{config['reports_dir']}/{STUDY}"
+EXPERIMENTS = config["experiments"]
+ENV = "../envs/samrepro.yaml"
+
+# Cheap bookkeeping jobs run where Snakemake runs (on a cluster: the login node, which also has the network
+# that downloads and an MLflow server may need); training and evaluation go to the executor.
+localrules:
+    prepare,
+    select_rho,
+    track,
+    report,
+    all,
+
+
+wildcard_constraints:
+    experiment="[A-Za-z0-9_.-]+",
+    setup="[A-Za-z0-9-]+",
+    seed="[0-9]+",
+    rho="[0-9][0-9.e+-]*",
+    dataset="[A-Za-z0-9_]+",
+
+
+def datasets():
+    """dataset name -> (root, download); one prepare job per dataset, shared by its experiments."""
+    out = {}
+    for name, exp in EXPERIMENTS.items():
+        ds = exp["dataset"]
+        key = (ds["root"], ds["download"])
+        if out.setdefault(ds["name"], key) != key:
+            raise WorkflowError(
+                f"experiments.{name}.dataset: dataset '{ds['name']}' appears with different root/download "
+                f"settings {out[ds['name']]} and {key}; use one root per dataset"
+            )
+    return out
+
+
+DATASETS = datasets()
+
+
+def manifest(wildcards):
+    return f"{RES}/data/{EXPERIMENTS[wildcards.experiment]['dataset']['name']}.json"
+
+
+def dataset_root(wildcards):
+    return DATASETS[wildcards.dataset][0]
+
+
+def download_flag(wildcards):
+    return "--download" if DATASETS[wildcards.dataset][1] else ""
+
+
+def tune_runs():
+    """(experiment, setup, rho, seed) of every tuning run (DESIGN 'The DAG', step 2)."""
+    return [
+        (e, s, study.fmt_rho(r), seed)
+        for e, exp in EXPERIMENTS.items()
+        for s in exp["setups"]
+        for r in study.rho_grid(exp, s)
+        for seed in exp["tune"]["seeds"]
+    ]
+
+
+def final_runs():
+    """(experiment, setup, seed) of every final run (step 3)."""
+    return [(e, s, seed) for e, exp in EXPERIMENTS.items() for s in exp["setups"] for seed in exp["seeds"]]
+
+
+def tuned_setups():
+    return [(e, s) for e, exp in EXPERIMENTS.items() for s in exp["setups"] if study.is_tuned(exp, s)]
+
+
+def tune_metrics_all():
+    return [f"{RES}/tune/{e}/{s}/rho{r}_seed{seed}/metrics.json" for e, s, r, seed in tune_runs()]
+
+
+def best_all():
+    return [f"{RES}/tune/{e}/{s}/best.json" for e, s in tuned_setups()]
+
+
+def evals_all():
+    return [f"{RES}/runs/{e}/{s}/seed{seed}/eval.json" for e, s, seed in final_runs()]
+
+
+def setup_tune_metrics(wildcards):
+    exp = EXPERIMENTS[wildcards.experiment]
+    return [
+        f"{RES}/tune/{wildcards.experiment}/{wildcards.setup}/rho{study.fmt_rho(r)}_seed{seed}/metrics.json"
+        for r in study.rho_grid(exp, wildcards.setup)
+        for seed in exp["tune"]["seeds"]
+    ]
+
+
+def best_json(wildcards):
+    """The setup's best.json when its rho is tuned; nothing for rho-free or fixed-rho setups."""
+    if study.is_tuned(EXPERIMENTS[wildcards.experiment], wildcards.setup):
+        return [f"{RES}/tune/{wildcards.experiment}/{wildcards.setup}/best.json"]
+    return []
+
+
+def best_arg(wildcards, input):
+    return f"--best {input.best}" if input.best else ""
+
+
+def run_dir(wildcards, output):
+    return os.path.dirname(output[0])
+
+
+def spec_json(wildcards):
+    """The experiment's resolved config (passed to `samrepro plan`); a change reruns that experiment only."""
+    return json.dumps(study.experiment_spec(config, wildcards.experiment), sort_keys=True, separators=(",", ":"))
+
+
+def report_spec():
+    """What the report needs of the study (paper references, tasks), as JSON."""
+    exps = {
+        name: {
+            "dataset": exp["dataset"]["name"],
+            "model": exp["model"]["name"],
+            "task": study.task_of(exp),
+            "setups": exp["setups"],
+            "paper": exp["paper"],
+            "description": exp["description"],
+        }
+        for name, exp in EXPERIMENTS.items()
+    }
+    return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps})
+
+
+def paper_results():
+    return config["paper_results"] or os.path.join(workflow.basedir, "config", "paper_results.yaml")
+
+
+def tracking_uri_arg():
+    return f"--tracking-uri {config['tracking']['uri']}" if config["tracking"]["uri"] else ""
+
+
+def res(kind, key):
+    """Resource `key` of rule kind `kind` for a job (study-wide block, overridden per experiment)."""
+
+    def get(wildcards):
+        experiment = getattr(wildcards, "experiment", None)
+        return study.job_resources(config, kind, experiment)[key]
+
+    return get
+
+
+def launcher(kind):
+    """`python`, or torchrun with one process per GPU (DDP) when the job asks for more than one GPU."""
+
+    def get(wildcards):
+        gpus = study.job_resources(config, kind, wildcards.experiment)["gpu"]
+        return f"torchrun --standalone --nproc_per_node={gpus}" if gpus > 1 else "python"
+
+    return get
+
+
+def final_targets():
+    """The default targets: the report, and the MLflow store unless tracking is disabled."""
+    targets = [f"{REP}/index.html", f"{REP}/report.md"]
+    if config["tracking"]["enabled"]:
+        targets.append(f"{RES}/mlflow_runs.json")
+    return targets
