@@ -6,14 +6,17 @@ all of them alike), each round timing ``--steps`` consecutive steps. Reported: t
 (step time of SAM or AACE) ÷ (step time of SGD in the same round). Ideal 2.0 (two forward/backward passes);
 target ≤ 2.05. The loss benchmark times forward+backward of the loss alone on fixed logits, AACE ÷ CE,
 target ≤ 1.05, and the same ratio inside a full SGD-style step (model forward, loss, backward).
+Default clock: process CPU time with one intra-op thread, so other jobs on a shared machine inflate the
+timings less than wall time (``--clock wall`` for elapsed time).
 
-    python bench/bench_step.py [--rounds 15] [--threads 1]
+    python bench/bench_step.py [--rounds 30] [--threads 1] [--clock cpu|wall]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -27,16 +30,20 @@ from samrepro.optim import build_optimizer, get_setup, train_step
 
 MODELS = {
     # name: (model name, kwargs, input shape, classes, batch, steps per round)
-    "small_cnn 8x8 b128": ("small_cnn", {"in_channels": 1}, (1, 8, 8), 10, 128, 20),
-    "wrn-16-2 32x32 b32": ("wrn", {"depth": 16, "width": 2}, (3, 32, 32), 10, 32, 2),
+    "small_cnn 8x8 b128": ("small_cnn", {"in_channels": 1}, (1, 8, 8), 10, 128, 2),
+    "wrn-16-2 32x32 b32": ("wrn", {"depth": 16, "width": 2}, (3, 32, 32), 10, 32, 1),
 }
 
 
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+_clock = CLOCKS["cpu"]
+
+
 def _time(fn: Callable[[], object], n: int) -> float:
-    t = time.perf_counter()
+    t = _clock()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - t) / n
+    return (_clock() - t) / n
 
 
 def bench_steps(rounds: int) -> list[tuple[str, float, float, float, float, float]]:
@@ -50,7 +57,7 @@ def bench_steps(rounds: int) -> list[tuple[str, float, float, float, float, floa
             setup = get_setup(setup_name)
             net = copy.deepcopy(base).train()
             opt = build_optimizer(setup, net.parameters(), 0.01, 0.9, 5e-4, False, 0.05)
-            runs[setup_name] = (lambda n=net, o=opt, s=setup: train_step(n, o, s, x, y))
+            runs[setup_name] = functools.partial(train_step, net, opt, setup, x, y)
             _time(runs[setup_name], 3)  # warm-up (allocator, momentum buffers, SAM's backup buffer)
         times: dict[str, list[float]] = {k: [] for k in runs}
         for _ in range(rounds):
@@ -64,6 +71,10 @@ def bench_steps(rounds: int) -> list[tuple[str, float, float, float, float, floa
     return rows
 
 
+def _loss_fb(loss: Callable, z: torch.Tensor, y: torch.Tensor) -> None:
+    loss(z, y).backward()
+
+
 def bench_losses(rounds: int) -> list[tuple[str, float, float, float]]:
     rows = []
     for n, c in ((128, 10), (256, 100), (128, 10572)):
@@ -72,12 +83,8 @@ def bench_losses(rounds: int) -> list[tuple[str, float, float, float]]:
         y = torch.randint(0, c, (n,), generator=g)
         reps = max(5, 20000 // max(c, 1))
 
-        def ce() -> None:
-            F.cross_entropy(z, y).backward()
-
-        def aace() -> None:
-            aace_loss(z, y).backward()
-
+        ce = functools.partial(_loss_fb, F.cross_entropy, z, y)
+        aace = functools.partial(_loss_fb, aace_loss, z, y)
         _time(ce, 5)
         _time(aace, 5)
         t_ce, t_aace = [], []
@@ -111,11 +118,17 @@ def bench_losses(rounds: int) -> list[tuple[str, float, float, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=15, help="interleaved timing rounds (median over them)")
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (median over them)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is steadiest on a shared CPU)")
+    ap.add_argument(
+        "--clock", choices=list(CLOCKS), default="cpu",
+        help="cpu: process CPU time (robust to other jobs on a shared machine); wall: elapsed time",
+    )  # fmt: skip
     args = ap.parse_args()
+    global _clock
+    _clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, CPU")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, {args.clock} clock, CPU")
     print(f"\n{'model':<22}{'SGD ms':>9}{'SAM ms':>9}{'AACE ms':>9}{'SAM/SGD':>9}{'AACE/SGD':>10}   (target ≤ 2.05)")
     for label, sgd, sam, aace, r_sam, r_aace in bench_steps(args.rounds):
         print(f"{label:<22}{sgd:9.2f}{sam:9.2f}{aace:9.2f}{r_sam:9.3f}{r_aace:10.3f}")

@@ -5,10 +5,17 @@ from __future__ import annotations
 import io
 import struct
 
-import numpy as np
 import pytest
 import torch
-from formats import MAGIC, face_images, pack_record, write_bin, write_record, write_recordio
+from formats import (
+    MAGIC,
+    face_images,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    pack_record,
+    write_bin,
+    write_record,
+    write_recordio,
+)
 
 import samrepro.data as data
 from samrepro.data.recordio import IndexedRecordIO, RecordIOError, iter_records, unpack
@@ -145,8 +152,9 @@ def test_alias_checks_identity_count(tmp_path) -> None:
     write_recordio(tmp_path, face_images(2, 2, size=112))
     with pytest.raises(ValueError, match="10572"):
         data.build("casia_webface", tmp_path, use_validation=False, options={"benchmarks": []})
-    b = data.build("casia_webface", tmp_path, use_validation=False,
-                   options={"benchmarks": [], "check_identities": False})
+    b = data.build(
+        "casia_webface", tmp_path, use_validation=False, options={"benchmarks": [], "check_identities": False}
+    )
     assert b.num_classes == 2
 
 
@@ -182,3 +190,26 @@ def test_benchmarks_through_build(tmp_path) -> None:
     assert b.verification["cfp_fp"].num_pairs == 2
     with pytest.raises(data.DatasetMissingError, match="agedb_30.bin"):
         data.build("face_rec", tmp_path, use_validation=False)  # default: all five benchmarks
+
+
+def test_read_header_skips_image_bytes_and_handles_split_records(tmp_path) -> None:
+    write_recordio(tmp_path, face_images(2, 3, size=112), label_as_array=True)
+    reader = IndexedRecordIO(tmp_path / "train.rec")
+    for key in reader.keys.tolist():
+        assert reader.read_header(key) == unpack(reader.read(key))[0]  # key 1 is split: full-read fallback
+    with pytest.raises(KeyError, match="999"):
+        reader.read(999)
+
+
+def test_recordio_dataset_in_dataloader_workers(tmp_path) -> None:
+    """Worker processes re-open the .rec file (one handle per process, never a shared file position)."""
+    from torch.utils.data import DataLoader
+
+    write_recordio(tmp_path, face_images(3, 4, size=112, seed=9))
+    b = data.build("face_rec", tmp_path, use_validation=False, options={"benchmarks": []})
+    b.train_eval[0]  # opens the handle in this process first
+    loaded = list(DataLoader(b.train_eval, batch_size=4, num_workers=2))
+    xs = torch.cat([x for x, _ in loaded])
+    ys = torch.cat([y for _, y in loaded])
+    ref_x, ref_y = b.train_eval.get_batch(range(len(b.train_eval)))
+    assert torch.equal(xs, ref_x) and torch.equal(ys, ref_y)

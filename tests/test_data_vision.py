@@ -9,6 +9,7 @@ import pytest
 import torch
 from formats import (
     encode_image,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
     write_cifar_batches,
     write_fashion_mnist_raw,
     write_food101,
@@ -75,7 +76,9 @@ def test_cifar_augmentation_is_crop_flip_cutout(tmp_path) -> None:
                     break
             if found:
                 break
-        assert found, "a CIFAR training image must be a (possibly mirrored) 32x32 window of the 4-padded image"
+        assert found, (
+            "a CIFAR training image must be a (possibly mirrored) 32x32 window of the 4-padded image"
+        )
     assert len(offsets) > 5
     # default Cutout(16, p=0.5): a zeroed square in about half of the images
     b = data.build("cifar10", tmp_path, use_validation=False)
@@ -147,7 +150,9 @@ def test_fashion_mnist_idx_files(tmp_path) -> None:
 
 
 def test_food101_pad_to_square_resize_32(tmp_path) -> None:
-    written = write_food101(tmp_path, ["apple_pie", "bibimbap", "churros"], train_per_class=4, test_per_class=2)
+    written = write_food101(
+        tmp_path, ["apple_pie", "bibimbap", "churros"], train_per_class=4, test_per_class=2
+    )
     b = data.build("food101", tmp_path, use_validation=False)
     assert b.num_classes == 3 and b.input_shape == (3, 32, 32)
     assert len(b.train) == 12 and len(b.eval) == 6

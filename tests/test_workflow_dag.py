@@ -103,3 +103,19 @@ def test_default_study_dag(tmp_path):
     words = " ".join((proc.stdout + proc.stderr).split())
     # digits: 4 tuned setups x 3 rho + openset: 4 x 3 = 24 tuning runs; (5 + 6) setups x 3 seeds = 33 runs
     assert "tune 24" in words and "train 33" in words and "evaluate 33" in words and "select_rho 8" in words
+
+
+def test_resources_and_launcher_flow_from_config_to_jobs(tmp_path):
+    """A paper face run asks SLURM for what the config says, and runs torchrun with one process per GPU."""
+    target = "results/paper/runs/casia_webface_iresnet50/ArcFace/seed0/metrics.json"
+    proc = snakemake("-n", "--printshellcmds", "--configfile", str(ROOT / "config" / "paper.yaml"),
+                     "--directory", str(tmp_path), target)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    job = out[out.index("rule train:"):]
+    resources = job[job.index("resources:"):].splitlines()[0]
+    for item in ("runtime=2880", "gpu=4", "mem_mb=128000"):
+        assert item in resources, resources
+    assert "cpus_per_task=32" in resources  # sbatch --cpus-per-task; local threads are capped to the cores
+    assert "torchrun --standalone --nproc_per_node=4 -m samrepro train" in job
+    assert "--phase final" in job and "--best" not in job.split("rule ")[1]  # ArcFace: no rho, no best.json

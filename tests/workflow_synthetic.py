@@ -20,7 +20,7 @@ def classification_eval(top1: float, train_acc: float = 99.0) -> dict:
 
 def face_eval(lfw: float, cfp: float, train_acc: float = 95.0) -> dict:
     mean = (lfw + cfp) / 2
-    return {"lfw": {"acc_mean": lfw, "acc_std": 0.5}, "cfp_fp": {"acc_mean": cfp, "acc_std": 0.7},
+    return {"benchmarks": {"lfw": {"acc_mean": lfw, "acc_std": 0.5}, "cfp_fp": {"acc_mean": cfp, "acc_std": 0.7}},
             "verification_mean": mean, "train_acc": train_acc, "gap": train_acc - mean,
             "sharpness_top_eigenvalue": 3.0}
 

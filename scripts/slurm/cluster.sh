@@ -76,8 +76,7 @@ setup_munge() {
     rm -f "$MUNGE_PID" /run/munge/munge.socket.2 /run/munge/munge.socket.2.lock
     log "starting munged"
     runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_PID"
-    local i
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
         munge -n >/dev/null 2>&1 && return 0
         sleep 0.1
     done
@@ -159,7 +158,7 @@ CONF
 }
 
 stop_pidfile() {  # stop_pidfile NAME PIDFILE
-    local name=$1 pidfile=$2 pid i
+    local name=$1 pidfile=$2 pid
     if ! alive "$pidfile"; then
         rm -f "$pidfile"
         return 0
@@ -167,7 +166,7 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE
     pid=$(cat "$pidfile")
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || { rm -f "$pidfile"; return 0; }
         sleep 0.1
     done
@@ -179,9 +178,9 @@ stop_pidfile() {  # stop_pidfile NAME PIDFILE
 node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
 
 wait_idle() {
-    local host state i
+    local host state
     host=$(hostname -s)
-    for i in $(seq $(( UP_TIMEOUT * 4 ))); do
+    for _ in $(seq $(( UP_TIMEOUT * 4 ))); do
         state=$(node_state || true)
         case "$state" in
             idle|mixed|allocated) log "node $host is $state"; return 0 ;;

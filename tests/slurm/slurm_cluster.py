@@ -59,7 +59,9 @@ def write_config(path: Path, cfg: dict) -> Path:
     return path
 
 
-def run_workflow(workdir: Path, configfile: Path, *extra: str, timeout: float = 600) -> SlurmRun:
+def run_workflow(
+    workdir: Path, configfile: Path, *extra: str, targets: tuple[str, ...] = (), timeout: float = 600
+) -> SlurmRun:
     """Run the project's Snakefile in `workdir` with `--profile profiles/slurm` and the real executor.
 
     The only departures from the production profile are what a one-node cluster without slurmdbd needs:
@@ -69,7 +71,7 @@ def run_workflow(workdir: Path, configfile: Path, *extra: str, timeout: float = 
     env.pop("MLFLOW_TRACKING_URI", None)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     cmd = [
-        sys.executable, "-m", "snakemake",
+        sys.executable, "-m", "snakemake", *targets,  # first: options like --set-resources take several values
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
         "--profile", str(REPO / "profiles" / "slurm"),

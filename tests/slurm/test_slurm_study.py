@@ -1,7 +1,7 @@
 """The tiny study through the real slurm executor on the live one-node cluster (issue 5).
 
 Derived from the embedded default study (config/config.yaml): the same experiments, datasets, models and
-resources, cut to two setups per experiment, one seed, one or two epochs. Every tune/train/evaluate job
+resources, cut to three setups, one seed, one or two epochs. Every tune/train/evaluate job
 must be an sbatch job that SLURM ran to COMPLETED; every training run must record the SLURM job id it ran
 under (metrics.json and the MLflow tag); the report must be rendered from those runs.
 """
@@ -21,8 +21,9 @@ from samrepro.study import config as study
 pytestmark = pytest.mark.slurm
 
 STUDY = "slurm_tiny"
-# experiment -> (setups kept, rho grid): one tuned setup (two rho values -> select_rho), one rho-free setup.
-KEEP = {"digits": (["SGD", "SAM"], [0.05, 0.1]), "digits_openset": (["ArcFace", "FlatFace-SAM-ArcFace"], None)}
+# experiment -> (setups kept, rho grid): a rho-free setup, a tuned one (two rho -> select_rho), a face setup
+# with a fixed rho (no tuning): 8 sbatch jobs.
+KEEP = {"digits": (["SGD", "SAM"], [0.05, 0.1]), "digits_openset": (["FlatFace-SAM-ArcFace"], None)}
 
 
 def tiny_study(partition: str) -> dict:

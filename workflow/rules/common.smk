@@ -155,7 +155,10 @@ def report_spec():
         }
         for name, exp in EXPERIMENTS.items()
     }
-    return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps})
+    uri = config["tracking"]["uri"] or f"sqlite:///{RES}/mlflow.db"
+    hint = f"Runs in MLflow: mlflow ui --backend-store-uri {uri}" if config["tracking"]["enabled"] else ""
+    return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps,
+                       "tracking_hint": hint})
 
 
 def paper_results():

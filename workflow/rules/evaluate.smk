@@ -13,6 +13,7 @@ rule evaluate:
         dir=run_dir,
     threads: res("evaluate", "cpus_per_task")
     resources:
+        cpus_per_task=res("evaluate", "cpus_per_task"),
         runtime=res("evaluate", "runtime"),
         mem_mb=res("evaluate", "mem_mb"),
         gpu=res("evaluate", "gpu"),

@@ -18,6 +18,7 @@ rule report:
         out=run_dir,
     threads: res("report", "cpus_per_task")
     resources:
+        cpus_per_task=res("report", "cpus_per_task"),
         runtime=res("report", "runtime"),
         mem_mb=res("report", "mem_mb"),
         slurm_partition=res("report", "slurm_partition"),

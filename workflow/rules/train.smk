@@ -19,6 +19,7 @@ rule train:
         launcher=launcher("train"),
     threads: res("train", "cpus_per_task")
     resources:
+        cpus_per_task=res("train", "cpus_per_task"),
         runtime=res("train", "runtime"),
         mem_mb=res("train", "mem_mb"),
         gpu=res("train", "gpu"),

@@ -17,6 +17,7 @@ rule tune:
         launcher=launcher("tune"),
     threads: res("tune", "cpus_per_task")
     resources:
+        cpus_per_task=res("tune", "cpus_per_task"),
         runtime=res("tune", "runtime"),
         mem_mb=res("tune", "mem_mb"),
         gpu=res("tune", "gpu"),

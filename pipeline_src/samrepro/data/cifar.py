@@ -35,7 +35,11 @@ CIFAR10 = CifarLayout(
     "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
 )
 CIFAR100 = CifarLayout(
-    "cifar-100-python", ("train",), ("test",), "fine_labels", 100,
+    "cifar-100-python",
+    ("train",),
+    ("test",),
+    "fine_labels",
+    100,
     "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
 )
 
@@ -65,7 +69,9 @@ def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_split(folder: Path, layout: CifarLayout, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    parts = [read_batch(folder / f, layout.label_key) for f in (layout.train_files if train else layout.test_files)]
+    parts = [
+        read_batch(folder / f, layout.label_key) for f in (layout.train_files if train else layout.test_files)
+    ]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
     if y.size and (y.min() < 0 or y.max() >= layout.num_classes):

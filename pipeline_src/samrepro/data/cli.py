@@ -16,10 +16,15 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="registered dataset name (e.g. cifar10, digits, face_rec)")
+    parser.add_argument(
+        "--dataset", required=True, help="registered dataset name (e.g. cifar10, digits, face_rec)"
+    )
     parser.add_argument("--root", default=".", help="folder holding the dataset's files")
-    parser.add_argument("--download", action="store_true",
-                        help="download through torchvision when the files are missing and the license allows")
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="download through torchvision when the files are missing and the license allows",
+    )
     parser.add_argument("--out", required=True, help="manifest JSON to write")
 
 

@@ -27,7 +27,9 @@ class TensorImageDataset(Dataset):
     ``get_batch(indices)`` returns stacked ``(images, labels)`` directly for loops that skip the DataLoader.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], transform: BatchTransform) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor | Sequence[int], transform: BatchTransform
+    ) -> None:
         labels = torch.as_tensor(labels, dtype=torch.long)
         if images.ndim != 4:
             raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
@@ -52,7 +54,9 @@ class TensorImageDataset(Dataset):
         x, y = self.get_batch(indices)
         return list(zip(x.unbind(0), y.tolist(), strict=True))
 
-    def subset(self, indices: Sequence[int] | torch.Tensor, transform: BatchTransform | None = None) -> TensorImageDataset:
+    def subset(
+        self, indices: Sequence[int] | torch.Tensor, transform: BatchTransform | None = None
+    ) -> TensorImageDataset:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return TensorImageDataset(
             self.images.index_select(0, idx), self.labels.index_select(0, idx), transform or self.transform
@@ -86,7 +90,7 @@ class FolderSource:
     """Decodes image files (one folder per identity)."""
 
     def load(self, path: str | Path, size: int) -> np.ndarray:
-        with Image.open(path) as im:
+        with Image.open(str(path)) as im:
             return _to_rgb_array(im, size)
 
 
@@ -104,7 +108,9 @@ class EncodedImageDataset(Dataset):
         if len(items) != len(labels):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
         self.source = source
-        self.items = list(items)
+        # a numpy array (ints or fixed-width strings), not a list: no per-item Python objects whose
+        # reference counts would un-share DataLoader workers' copy-on-write memory on big sets
+        self.items = np.asarray(items)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.transform = transform
         self.image_size = image_size
@@ -114,7 +120,7 @@ class EncodedImageDataset(Dataset):
 
     def load_uint8(self, indices: Sequence[int]) -> torch.Tensor:
         """Decoded uint8 images [N, 3, S, S] (no augmentation, no normalization)."""
-        arr = np.stack([self.source.load(self.items[i], self.image_size) for i in indices])
+        arr = np.stack([self.source.load(self.items[int(i)], self.image_size) for i in indices])
         return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
     def get_batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +138,9 @@ class EncodedImageDataset(Dataset):
     def subset(self, indices: Sequence[int], transform: BatchTransform | None = None) -> EncodedImageDataset:
         idx = [int(i) for i in indices]
         return EncodedImageDataset(
-            self.source, [self.items[i] for i in idx], self.labels[idx].numpy(), transform or self.transform,
+            self.source,
+            [self.items[i] for i in idx],
+            self.labels[idx].numpy(),
+            transform or self.transform,
             self.image_size,
         )

@@ -56,8 +56,16 @@ def _transform(x: np.ndarray, options: dict[str, Any]):
     p = float(options.get("cutout_p", 0.5))
     if pad < 0 or size < 0 or not 0.0 <= p <= 1.0:
         raise ValueError(f"options crop_padding={pad}, cutout={size} must be >= 0 and cutout_p={p} in [0, 1]")
-    return BatchTransform((mean,), (std,), scale=SCALE, train=True, crop_padding=pad,
-                          flip=bool(options.get("flip", False)), cutout=size, cutout_p=p)
+    return BatchTransform(
+        (mean,),
+        (std,),
+        scale=SCALE,
+        train=True,
+        crop_padding=pad,
+        flip=bool(options.get("flip", False)),
+        cutout=size,
+        cutout_p=p,
+    )
 
 
 def _build_digits(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
@@ -68,11 +76,18 @@ def _build_digits(root: Path, *, use_validation, val_fraction, split_seed, downl
         "digits",
         (torch.from_numpy(x[tr]), torch.from_numpy(y[tr])),
         (torch.from_numpy(x[te]), torch.from_numpy(y[te])),
-        tf, 10, use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
+        tf,
+        10,
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
     )
 
 
-def _pairs_set(name: str, images: torch.Tensor, labels: np.ndarray, n_pairs: int, seed: int, tf) -> VerificationSet:
+def _pairs_set(
+    name: str, images: torch.Tensor, labels: np.ndarray, n_pairs: int, seed: int, tf
+) -> VerificationSet:
     a, b, same = make_pairs(labels, n_pairs, seed)
     order = torch.from_numpy(np.stack([a, b], axis=1).reshape(-1))
     return VerificationSet(name, tf(images.index_select(0, order)), torch.from_numpy(same))
@@ -87,14 +102,21 @@ def _build_openset(root: Path, *, use_validation, val_fraction, split_seed, down
     full = TensorImageDataset(xs, torch.from_numpy(ys), tf)
     if use_validation:
         tr, va = stratified_split(ys, val_fraction, split_seed)
-        val = _pairs_set("val", xs[torch.from_numpy(va)], ys[va], int(options.get("val_pairs", 600)), split_seed,
-                         eval_tf)
+        val = _pairs_set(
+            "val", xs[torch.from_numpy(va)], ys[va], int(options.get("val_pairs", 600)), split_seed, eval_tf
+        )
         verification = {"val": val}
         train = full.subset(tr)
     else:
         unseen = ~seen
-        bench = _pairs_set("digits_unseen", torch.from_numpy(x[unseen]), y[unseen],
-                           int(options.get("test_pairs", 600)), PAIRS_SEED, eval_tf)
+        bench = _pairs_set(
+            "digits_unseen",
+            torch.from_numpy(x[unseen]),
+            y[unseen],
+            int(options.get("test_pairs", 600)),
+            PAIRS_SEED,
+            eval_tf,
+        )
         verification = {"digits_unseen": bench}
         train = full
     return DataBundle(
@@ -106,8 +128,13 @@ def _build_openset(root: Path, *, use_validation, val_fraction, split_seed, down
         train_eval=train.with_transform(eval_tf),
         eval=None,
         verification=verification,
-        info={"train_size": len(train), "identities": TRAIN_CLASSES, "benchmarks": list(verification),
-              "mean": list(tf.mean), "std": list(tf.std)},
+        info={
+            "train_size": len(train),
+            "identities": TRAIN_CLASSES,
+            "benchmarks": list(verification),
+            "mean": list(tf.mean),
+            "std": list(tf.std),
+        },
     )
 
 
@@ -121,6 +148,30 @@ def _prepare(root: Path, download: bool) -> dict[str, Any]:
     }
 
 
-register(DatasetSpec("digits", "classification", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS))
-register(DatasetSpec("digits_openset", "face", _build_openset, _prepare, "bundled with scikit-learn",
-                     AUG_OPTIONS | {"val_pairs", "test_pairs"}))
+def _prepare_openset(root: Path, download: bool) -> dict[str, Any]:
+    m = _prepare(root, download)
+    _, y = load_arrays()
+    seen = y < TRAIN_CLASSES
+    m["counts"].update(
+        {
+            "train_identities": TRAIN_CLASSES,
+            "train_images": int(seen.sum()),
+            "unseen_images": int((~seen).sum()),
+        }
+    )
+    return m
+
+
+register(
+    DatasetSpec("digits", "classification", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS)
+)
+register(
+    DatasetSpec(
+        "digits_openset",
+        "face",
+        _build_openset,
+        _prepare_openset,
+        "bundled with scikit-learn",
+        AUG_OPTIONS | {"val_pairs", "test_pairs"},
+    )
+)

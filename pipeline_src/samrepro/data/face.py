@@ -76,7 +76,9 @@ def read_face_index(reader: IndexedRecordIO) -> tuple[np.ndarray, np.ndarray]:
                 hi = reader.read_header(ik)
                 lo, hi_end = int(hi.labels[0]), int(hi.labels[1])
                 if not 1 <= lo <= hi_end <= end_img:
-                    raise RecordIOError(f"{reader.rec_path}: identity record {ik} has bad range [{lo}, {hi_end})")
+                    raise RecordIOError(
+                        f"{reader.rec_path}: identity record {ik} has bad range [{lo}, {hi_end})"
+                    )
                 if hi_end > lo:
                     labels[lo - 1 : hi_end - 1] = int(reader.read_header(lo).label)
             unlabeled = np.flatnonzero(labels < 0)
@@ -152,8 +154,14 @@ def face_bundle(
         train_eval=train.subset(keep.tolist(), eval_tf),
         eval=None,
         verification=verification,
-        info={"train_size": len(train), "identities": num_classes, "benchmarks": list(verification),
-              "mean": list(FACE_MEAN), "std": list(FACE_STD), **info},
+        info={
+            "train_size": len(train),
+            "identities": num_classes,
+            "benchmarks": list(verification),
+            "mean": list(FACE_MEAN),
+            "std": list(FACE_STD),
+            **info,
+        },
     )
 
 
@@ -165,7 +173,9 @@ def _open_rec(name: str, root: Path) -> IndexedRecordIO:
     return IndexedRecordIO(root / "train.rec", root / "train.idx")
 
 
-def _rec_labels(name: str, root: Path, options: dict[str, Any]) -> tuple[IndexedRecordIO, np.ndarray, np.ndarray]:
+def _rec_labels(
+    name: str, root: Path, options: dict[str, Any]
+) -> tuple[IndexedRecordIO, np.ndarray, np.ndarray]:
     reader = _open_rec(name, root)
     keys, raw = read_face_index(reader)
     if keys.size == 0:
@@ -185,10 +195,19 @@ def _build_rec(name: str):
     def build(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
         reader, keys, labels = _rec_labels(name, root, options)
         train_tf, _ = _transforms(options)
-        full = EncodedImageDataset(RecordSource(reader), keys.tolist(), labels, train_tf,
-                                   int(options.get("image_size", 112)))
-        return face_bundle(name, root, full, use_validation=use_validation, val_fraction=val_fraction,
-                           split_seed=split_seed, options=options, info={"format": "recordio"})
+        full = EncodedImageDataset(
+            RecordSource(reader), keys.tolist(), labels, train_tf, int(options.get("image_size", 112))
+        )
+        return face_bundle(
+            name,
+            root,
+            full,
+            use_validation=use_validation,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            options=options,
+            info={"format": "recordio"},
+        )
 
     def prepare(root: Path, download: bool) -> dict[str, Any]:
         _, keys, labels = _rec_labels(name, root, {})
@@ -230,22 +249,38 @@ def scan_identity_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray
 
 def _folder_scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
     if not root.is_dir():
-        raise DatasetMissingError("face_folder", root, "put one folder of aligned 112×112 face images per identity "
-                                  "there (and the benchmark .bin files beside them)")
+        raise DatasetMissingError(
+            "face_folder",
+            root,
+            "put one folder of aligned 112×112 face images per identity "
+            "there (and the benchmark .bin files beside them)",
+        )
     identities, paths, labels = scan_identity_folders(root)
     if not paths:
-        raise DatasetMissingError("face_folder", root / "<identity>/<image>.jpg",
-                                  "put one folder of aligned 112×112 face images per identity there")
+        raise DatasetMissingError(
+            "face_folder",
+            root / "<identity>/<image>.jpg",
+            "put one folder of aligned 112×112 face images per identity there",
+        )
     return identities, paths, labels
 
 
 def _build_folder(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
     _, paths, labels = _folder_scan(root)
     train_tf, _ = _transforms(options)
-    full = EncodedImageDataset(FolderSource(), [str(p) for p in paths], labels, train_tf,
-                               int(options.get("image_size", 112)))
-    return face_bundle("face_folder", root, full, use_validation=use_validation, val_fraction=val_fraction,
-                       split_seed=split_seed, options=options, info={"format": "image_folder"})
+    full = EncodedImageDataset(
+        FolderSource(), [str(p) for p in paths], labels, train_tf, int(options.get("image_size", 112))
+    )
+    return face_bundle(
+        "face_folder",
+        root,
+        full,
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
+        info={"format": "image_folder"},
+    )
 
 
 def _prepare_folder(root: Path, download: bool) -> dict[str, Any]:
@@ -259,4 +294,8 @@ def _prepare_folder(root: Path, download: bool) -> dict[str, Any]:
 for _name in ("face_rec", "casia_webface", "ms1mv2"):
     _b, _p = _build_rec(_name)
     register(DatasetSpec(_name, "face", _b, _p, HOW_REC, FACE_OPTIONS))
-register(DatasetSpec("face_folder", "face", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS))
+register(
+    DatasetSpec(
+        "face_folder", "face", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS
+    )
+)

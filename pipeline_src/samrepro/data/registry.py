@@ -28,7 +28,9 @@ class DatasetMissingError(ValueError):
         self.dataset = dataset
         self.expected = str(expected)
         self.how = how
-        super().__init__(f"dataset '{dataset}': expected {self.expected} but it is missing. How to obtain it: {how}")
+        super().__init__(
+            f"dataset '{dataset}': expected {self.expected} but it is missing. How to obtain it: {how}"
+        )
 
 
 @dataclass

@@ -17,7 +17,9 @@ def _check_fraction(fraction: float) -> None:
         raise ValueError(f"val_fraction={fraction} must lie strictly between 0 and 1 (e.g. 0.1)")
 
 
-def stratified_split(labels: np.ndarray | list[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray | list[int], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (train, val), taking round(fraction·n_c) of every class c into val (at least one
     image of each class stays in train). Same labels and seed ⇒ same split. Both index arrays are sorted."""
     _check_fraction(fraction)
@@ -63,13 +65,16 @@ def _unique_pairs_same(groups: list[np.ndarray], k: int, rng: np.random.Generato
     seen: set[tuple[int, int]] = set()
     out: list[tuple[int, int]] = []
     while len(out) < k:
-        g = groups[rng.choice(len(groups), p=probs)]
-        i, j = rng.choice(g.size, size=2, replace=False)
-        a, b = int(g[i]), int(g[j])
-        key = (min(a, b), max(a, b))
-        if key not in seen:
-            seen.add(key)
-            out.append((a, b))
+        for gi in rng.choice(len(groups), size=2 * (k - len(out)), p=probs):  # groups drawn in bulk
+            g = groups[gi]
+            i, j = rng.choice(g.size, size=2, replace=False)
+            a, b = int(g[i]), int(g[j])
+            key = (min(a, b), max(a, b))
+            if key not in seen:
+                seen.add(key)
+                out.append((a, b))
+                if len(out) == k:
+                    break
     return out
 
 
@@ -109,7 +114,9 @@ def make_pairs(
     if n_pairs < 2:
         raise ValueError(f"n_pairs={n_pairs} must be at least 2 (one same and one different pair)")
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)]
+    order = np.argsort(y, kind="stable")  # group indices by label in O(n log n), not O(n * classes)
+    _, starts = np.unique(y[order], return_index=True)
+    groups = np.split(order, starts[1:]) if y.size else []
     multi = [g for g in groups if g.size >= 2]
     if not multi or len(groups) < 2:
         raise ValueError(

@@ -55,7 +55,12 @@ def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | No
 
 
 def cutout(
-    x: torch.Tensor, size: int, p: float = 0.5, generator: torch.Generator | None = None, *, inplace: bool = False
+    x: torch.Tensor,
+    size: int,
+    p: float = 0.5,
+    generator: torch.Generator | None = None,
+    *,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Cutout as davda54/sam: with probability p zero a size×size square whose corner is uniform in
     [-size/2, H - size/2), clipped to the image (so squares may be partly outside)."""

@@ -73,7 +73,9 @@ def read_bin_raw(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error here
             raise VerificationBinError(f"{path}: not a verification .bin pickle ({exc})") from exc
     if not isinstance(obj, tuple | list) or len(obj) != 2:
-        raise VerificationBinError(f"{path}: expected a pickle of (bins, issame_list), got {type(obj).__name__}")
+        raise VerificationBinError(
+            f"{path}: expected a pickle of (bins, issame_list), got {type(obj).__name__}"
+        )
     bins, issame = obj
     bins = [_as_bytes(b) for b in bins]
     issame_list = [bool(v) for v in issame]

@@ -40,7 +40,9 @@ AUG_OPTIONS = frozenset({"cutout", "cutout_p", "crop_padding", "flip", "train_ev
 DEFAULT_TRAIN_EVAL_MAX = 50_000
 
 
-def _augmentation(options: dict[str, Any], mean, std, *, crop_padding: int, flip: bool, cutout: int) -> BatchTransform:
+def _augmentation(
+    options: dict[str, Any], mean, std, *, crop_padding: int, flip: bool, cutout: int
+) -> BatchTransform:
     size = int(options.get("cutout", cutout))
     p = float(options.get("cutout_p", 0.5))
     pad = int(options.get("crop_padding", crop_padding))
@@ -85,8 +87,13 @@ def in_memory_bundle(
         train=train,
         train_eval=train_eval,
         eval=evaluation,
-        info={"train_size": len(train), "eval_size": len(evaluation), "mean": list(train_tf.mean),
-              "std": list(train_tf.std), **(info or {})},
+        info={
+            "train_size": len(train),
+            "eval_size": len(evaluation),
+            "mean": list(train_tf.mean),
+            "std": list(train_tf.std),
+            **(info or {}),
+        },
     )
 
 
@@ -115,8 +122,14 @@ def _build_cifar(layout: cifar.CifarLayout, name: str, mean, std):
         folder = _cifar_folder(name, root, layout, download)
         tf = _augmentation(options, mean, std, crop_padding=4, flip=True, cutout=16)
         return in_memory_bundle(
-            name, cifar.read_split(folder, layout, True), cifar.read_split(folder, layout, False), tf,
-            layout.num_classes, use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed,
+            name,
+            cifar.read_split(folder, layout, True),
+            cifar.read_split(folder, layout, False),
+            tf,
+            layout.num_classes,
+            use_validation=use_validation,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
             options=options,
         )
 
@@ -125,8 +138,10 @@ def _build_cifar(layout: cifar.CifarLayout, name: str, mean, std):
         ytr = cifar.read_split(folder, layout, True)[1]
         yte = cifar.read_split(folder, layout, False)[1]
         files = [file_entry(folder / f, root) for f in layout.train_files + layout.test_files]
-        return {"files": files, "counts": {"train": int(ytr.numel()), "test": int(yte.numel()),
-                                           "classes": layout.num_classes}}
+        return {
+            "files": files,
+            "counts": {"train": int(ytr.numel()), "test": int(yte.numel()), "classes": layout.num_classes},
+        }
 
     return build, prepare
 
@@ -183,7 +198,9 @@ def _fmnist_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]
     x = read_idx_ubyte(folder / img_file)
     y = read_idx_ubyte(folder / lab_file).astype(np.int64)
     if x.ndim != 3 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"{folder}/{img_file}: expected N×28×28 images with N labels, got {x.shape}, {y.shape}")
+        raise ValueError(
+            f"{folder}/{img_file}: expected N×28×28 images with N labels, got {x.shape}, {y.shape}"
+        )
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y)
 
 
@@ -191,8 +208,15 @@ def _build_fmnist(root: Path, *, use_validation, val_fraction, split_seed, downl
     folder = _fmnist_folder(root, download)
     tf = _augmentation(options, FASHION_MNIST_MEAN, FASHION_MNIST_STD, crop_padding=0, flip=False, cutout=16)
     return in_memory_bundle(
-        "fashion_mnist", _fmnist_split(folder, "train"), _fmnist_split(folder, "test"), tf, 10,
-        use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
+        "fashion_mnist",
+        _fmnist_split(folder, "train"),
+        _fmnist_split(folder, "test"),
+        tf,
+        10,
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
     )
 
 
@@ -210,9 +234,11 @@ FOOD_URL = "http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz"
 def _food_folder(root: Path, download: bool) -> Path:
     def find() -> Path | None:
         for cand in (root / "food-101", root):
-            if (cand / "images").is_dir() and (cand / "meta" / "train.json").is_file() and (
-                cand / "meta" / "test.json"
-            ).is_file():
+            if (
+                (cand / "images").is_dir()
+                and (cand / "meta" / "train.json").is_file()
+                and (cand / "meta" / "test.json").is_file()
+            ):
                 return cand
         return None
 
@@ -270,8 +296,11 @@ def _food_split(folder: Path, split: str, size: int) -> tuple[torch.Tensor, torc
             pass
     missing = [p for p in paths if not p.is_file()]
     if missing:
-        raise DatasetMissingError("food101", missing[0], f"{len(missing)} image(s) listed in meta/{split}.json are "
-                                  f"missing; re-extract {FOOD_URL}")
+        raise DatasetMissingError(
+            "food101",
+            missing[0],
+            f"{len(missing)} image(s) listed in meta/{split}.json are missing; re-extract {FOOD_URL}",
+        )
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
 
     def work(i: int) -> None:
@@ -298,8 +327,15 @@ def _build_food(root: Path, *, use_validation, val_fraction, split_seed, downloa
     xte, yte, _ = _food_split(folder, "test", size)
     tf = _augmentation(options, IMAGENET_MEAN, IMAGENET_STD, crop_padding=0, flip=True, cutout=16)
     return in_memory_bundle(
-        "food101", (xtr, ytr), (xte, yte), tf, n_classes, use_validation=use_validation,
-        val_fraction=val_fraction, split_seed=split_seed, options=options,
+        "food101",
+        (xtr, ytr),
+        (xte, yte),
+        tf,
+        n_classes,
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
     )
 
 
@@ -310,8 +346,11 @@ def _prepare_food(root: Path, download: bool) -> dict[str, Any]:
         classes, paths, _ = _food_meta(folder, split)
         missing = sum(not p.is_file() for p in paths)
         if missing:
-            raise DatasetMissingError("food101", folder / "images", f"{missing} image(s) of meta/{split}.json are "
-                                      f"missing; re-extract {FOOD_URL}")
+            raise DatasetMissingError(
+                "food101",
+                folder / "images",
+                f"{missing} image(s) of meta/{split}.json are missing; re-extract {FOOD_URL}",
+            )
         counts[split] = len(paths)
         counts["classes"] = len(classes)
     files = [file_entry(folder / "meta" / f, root) for f in ("train.json", "test.json")]
@@ -340,7 +379,8 @@ def _imagenet_dirs(root: Path) -> tuple[Path, Path]:
     for d in (train, val):
         if not d.is_dir() or not any(p.is_dir() for p in d.iterdir()):
             raise DatasetMissingError(
-                "imagenet", d,
+                "imagenet",
+                d,
                 "ImageNet cannot be downloaded automatically (license): get ILSVRC2012 from "
                 "https://image-net.org/download.php and arrange train/<wnid>/*.JPEG and val/<wnid>/*.JPEG "
                 "(e.g. with the valprep.sh script of the PyTorch ImageNet example)",
@@ -372,8 +412,10 @@ def _build_imagenet(root: Path, *, use_validation, val_fraction, split_seed, dow
     else:
         val_classes, eval_samples = _scan(val_dir)
         if val_classes != classes:
-            raise ValueError(f"imagenet: {val_dir} has {len(val_classes)} class folders, {train_dir} has "
-                             f"{len(classes)}; both need the same class folders")
+            raise ValueError(
+                f"imagenet: {val_dir} has {len(val_classes)} class folders, {train_dir} has "
+                f"{len(classes)}; both need the same class folders"
+            )
         train_samples = samples
     keep = subsample(len(train_samples), options.get("train_eval_max", DEFAULT_TRAIN_EVAL_MAX))
     return DataBundle(
@@ -384,8 +426,12 @@ def _build_imagenet(root: Path, *, use_validation, val_fraction, split_seed, dow
         train=PathImageDataset(train_samples, train_tf),
         train_eval=PathImageDataset([train_samples[i] for i in keep], eval_tf),
         eval=PathImageDataset(eval_samples, eval_tf),
-        info={"train_size": len(train_samples), "eval_size": len(eval_samples), "mean": list(IMAGENET_MEAN),
-              "std": list(IMAGENET_STD)},
+        info={
+            "train_size": len(train_samples),
+            "eval_size": len(eval_samples),
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        },
     )
 
 
@@ -401,11 +447,31 @@ for _layout, _name, _mean, _std in (
     (cifar.CIFAR100, "cifar100", CIFAR100_MEAN, CIFAR100_STD),
 ):
     _b, _p = _build_cifar(_layout, _name, _mean, _std)
-    register(DatasetSpec(_name, "classification", _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS))
-register(DatasetSpec("fashion_mnist", "classification", _build_fmnist, _prepare_fmnist, "torchvision download",
-                     AUG_OPTIONS))
-register(DatasetSpec("food101", "classification", _build_food, _prepare_food, f"torchvision download of {FOOD_URL}",
-                     AUG_OPTIONS | {"image_size"}))
-register(DatasetSpec("imagenet", "classification", _build_imagenet, _prepare_imagenet,
-                     "https://image-net.org/download.php (ImageFolder layout train/ val/)",
-                     frozenset({"train_eval_max", "image_size"})))
+    register(
+        DatasetSpec(_name, "classification", _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS)
+    )
+register(
+    DatasetSpec(
+        "fashion_mnist", "classification", _build_fmnist, _prepare_fmnist, "torchvision download", AUG_OPTIONS
+    )
+)
+register(
+    DatasetSpec(
+        "food101",
+        "classification",
+        _build_food,
+        _prepare_food,
+        f"torchvision download of {FOOD_URL}",
+        AUG_OPTIONS | {"image_size"},
+    )
+)
+register(
+    DatasetSpec(
+        "imagenet",
+        "classification",
+        _build_imagenet,
+        _prepare_imagenet,
+        "https://image-net.org/download.php (ImageFolder layout train/ val/)",
+        frozenset({"train_eval_max", "image_size"}),
+    )
+)

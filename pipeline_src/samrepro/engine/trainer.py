@@ -189,6 +189,8 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
                          f"processes ({info.world}); it is the global batch")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".*.tmp"):  # a temp file of an atomic write that a SIGKILL interrupted
+            stale.unlink(missing_ok=True)
         import yaml
 
         ckpt.atomic_write_text(out / RESOLVED_CONFIG, yaml.safe_dump(cfg, sort_keys=True))
@@ -233,6 +235,7 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
         history, sums, timing = list(state["history"]), dict(state["sums"]), dict(state["timing"])
         timing["resumes"] = timing.get("resumes", 0.0) + 1
         epoch_gen_state = state["loader_generator"]
+        generator.set_state(epoch_gen_state)
         rngs = state["rng"]
         if len(rngs) == info.world:
             ckpt.restore_rng(rngs[info.rank])
@@ -253,7 +256,10 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
     def save(ep: int, st: int) -> None:
         rng = D.gather_objects(ckpt.capture_rng(), info)
         if info.is_main:
-            ckpt.atomic_torch_save(ck_path, _state(ep, st, module, optimizer, schedule, rng, epoch_gen_state,
+            # mid-epoch: the generator as the epoch began (the resume redraws the same permutation);
+            # at a boundary: as the next epoch will begin
+            gen_state = epoch_gen_state if st > 0 else generator.get_state()
+            ckpt.atomic_torch_save(ck_path, _state(ep, st, module, optimizer, schedule, rng, gen_state,
                                                    history, sums, timing, cfg, info.world))
         D.barrier(info)
 
@@ -280,10 +286,12 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
             with autocast(rt.device, rt.amp):
                 result = train_step(train_net, optimizer, setup, x, y, label_smoothing=label_smoothing)
             if not math.isfinite(result.loss):
+                kept = (f"the last good checkpoint ({ck_path}) is kept" if ck_path.exists()
+                        else "no epoch had completed, so no checkpoint was written")
                 raise TrainingDivergedError(
                     f"setup {setup.name!r} (seed {seed}, rho {cfg['rho']}): the training loss is {result.loss} at "
-                    f"epoch {epoch + 1}, step {step + 1}/{steps}; training stopped. The last good checkpoint "
-                    f"({ck_path}, epoch {epoch}) is kept. Lower optim.lr or rho, or add warmup.")
+                    f"epoch {epoch + 1}, step {step + 1}/{steps}; training stopped and {kept}. "
+                    "Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
             n = int(y.shape[0])
             seg_images += n
             sums["loss"] += result.loss * n
@@ -327,7 +335,10 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
         if info.is_main:
             write_history(out / HISTORY, history)
             progress.epoch_line(row)
-        if stop.requested and epoch < epochs:
+        want_stop = stop.requested
+        if info.enabled:  # every rank must take the same decision, or the others wait forever
+            want_stop = D.all_reduce_sum([float(want_stop)], info, rt.device)[0] > 0
+        if want_stop and epoch < epochs:
             raise PreemptedError(f"{_label(cfg)} stopped by signal {stop.signum} after epoch {epoch}; "
                                  f"checkpoint saved to {ck_path}; run again to resume")
 

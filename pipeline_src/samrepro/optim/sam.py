@@ -117,9 +117,16 @@ class SAM(Optimizer):
             else:
                 scales, vecs = [], [grads for _, _, grads in groups]
             norm = _global_norm([v for vs in vecs for v in vs])
-            for i, (group, params, _) in enumerate(groups):
-                eps = torch._foreach_mul(vecs[i], scales[i]) if scales else vecs[i]
-                eps = torch._foreach_mul(eps, _scale_like(group["rho"] / (norm + _NORM_EPS), params[0]))
+            for i, (group, params, grads) in enumerate(groups):
+                scale = _scale_like(group["rho"] / (norm + _NORM_EPS), params[0])
+                if scales:
+                    eps = torch._foreach_mul(vecs[i], scales[i])
+                    torch._foreach_mul_(eps, scale)
+                elif zero_grad:  # the grads are discarded next: scale them in place, no new tensors
+                    torch._foreach_mul_(grads, scale)
+                    eps = grads
+                else:
+                    eps = torch._foreach_mul(grads, scale)
                 torch._foreach_add_(params, eps)
         if zero_grad:
             self.zero_grad()

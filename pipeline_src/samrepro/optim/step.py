@@ -124,5 +124,5 @@ def train_step(
     optimizer.first_step(zero_grad=True)
     with frozen_running_stats(net):
         update_loss(net(inputs, targets), targets).backward()
-    optimizer.second_step(zero_grad=True)
+    optimizer.second_step(zero_grad=False)  # grads stay until the next step's zero_grad, as in the SGD path
     return StepResult(float(reported), logits)
