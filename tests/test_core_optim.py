@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from samrepro.heads import AdaFace
+from samrepro.heads import AdaFace, ArcFace
 from samrepro.models import Network
 from samrepro.optim import SAM, SETUPS, build_optimizer, get_setup, train_step
 
@@ -64,11 +64,11 @@ def _smooth_literal(z, y, alpha=0.1):
 def _grad(net, w, x, y, loss):
     """∇_w loss(f(w; x), y) on a throw-away copy (its BN buffers absorb the batch statistics)."""
     w = {k: v.detach().requires_grad_(True) for k, v in w.items()}
-    out = functional_call(copy.deepcopy(net), w, (x,))
+    out = functional_call(copy.deepcopy(net), w, (x, y))
     return dict(zip(w, torch.autograd.grad(loss(out, y), list(w.values())), strict=True))
 
 
-def _reference(net, batches, perturbation, update, rho):
+def _reference(net, batches, perturbation, update, rho, unperturbed=()):
     """The equations, literally: ε, then SGD (momentum, weight decay) at w with the gradient at w + ε."""
     w = {k: v.detach().clone() for k, v in net.named_parameters()}
     buf = {}
@@ -82,6 +82,7 @@ def _reference(net, batches, perturbation, update, rho):
                 eps = {k: rho * v / (norm + 1e-12) for k, v in g1.items()}
             else:
                 eps = {k: -rho * v for k, v in g1.items()}
+            eps = {k: 0 * v if k in unperturbed else v for k, v in eps.items()}
             g = _grad(net, {k: w[k] + eps[k] for k in w}, x, y, update)
         for k in w:
             d = g[k] + WD * w[k]
@@ -109,6 +110,27 @@ def test_step_equals_hand_written_equations(setup_name, update):
     if setup.two_pass:
         sgd = _reference(_net(), batches, "none", update, rho)
         assert max(float((sgd[k] - ref[k]).abs().max()) for k in ref) > 1e-6
+
+
+@pytest.mark.parametrize("setup_name", ["FlatFace-SAM-ArcFace", "FlatFace-AACE-ArcFace"])
+def test_flatface_step_perturbs_class_matrix_as_equations(setup_name):
+    """FlatFace: ε covers backbone and the ArcFace class matrix; update loss = CE on margin logits."""
+    setup = get_setup(setup_name)
+    rho = 0.2 if setup.perturbation == "aace" else 0.05
+    torch.manual_seed(3)
+    net = Network(nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5)), ArcFace(5, 4, s=8.0)).double()
+    batches = [_data(6), _data(7)]
+    ref = _reference(net, batches, setup.perturbation, F.cross_entropy, rho)
+    opt = build_optimizer(setup, net.parameters(), LR, MOM, WD, False, rho)
+    for x, y in batches:
+        train_step(net, opt, setup, x, y)
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), ref[k], rtol=1e-10, atol=1e-12, msg=k)
+    # the test can fail: leaving the class matrix unperturbed lands elsewhere
+    torch.manual_seed(3)
+    net0 = Network(nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5)), ArcFace(5, 4, s=8.0)).double()
+    other = _reference(net0, batches, setup.perturbation, F.cross_entropy, rho, unperturbed={"head.weight"})
+    assert max(float((other[k] - ref[k]).abs().max()) for k in ref) > 1e-7
 
 
 def test_bn_running_stats_only_from_first_pass():

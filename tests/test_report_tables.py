@@ -106,3 +106,14 @@ def test_paper_value_and_welch_edge_cases():
         paper_value(paper, {"path": "aace.nope", "metric": "m"}, "SAM")
     assert welch_p([1.0], [2.0, 3.0]) != welch_p([1.0], [2.0, 3.0])  # NaN: one seed cannot be tested
     assert welch_p([1.0, 1.0], [2.0, 2.0]) != welch_p([1.0, 1.0], [2.0, 2.0])
+
+
+def test_every_paper_reference_is_listed(tmp_path):
+    runs, tune, best = make_runs(tmp_path / "results")
+    out = tmp_path / "rep"
+    assert main(["report", "--spec", json.dumps(SPEC), "--paper", str(PAPER), "--runs", *runs,
+                 "--tune", *tune, "--best", *best, "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    # SAM has two published numbers: AACE-SAM's 83.52 and the SAM paper's 100 - 14.9 (cutout, CIFAR-100)
+    assert "| SAM | test_top1 | 83.00 ± 1.00 | 83.52 | -0.52 | AACE-SAM ICIP24 |" in md
+    assert "| SAM | test_top1 | 83.00 ± 1.00 | 85.10 ± 0.20 | -2.10 | SAM ICLR21 |" in md

@@ -19,7 +19,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from samrepro.report import plots
-from samrepro.report.aggregate import PRIMARY, comparison_table, fmt_mean_std, fmt_p, runs_frame
+from samrepro.report.aggregate import PRIMARY, comparison_table, fmt_mean_std, fmt_p, paper_value, runs_frame
 from samrepro.study.plan import atomic_write_text
 from samrepro.track.runs import RunRecord, read_run, run_folder
 
@@ -81,12 +81,7 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
                 "baseline": "" if p is None else p["baseline"],
                 "p_value": "" if p is None or not p["baseline"] else fmt_p(p["p_value"]),
             })
-        paper_rows = [
-            {"setup": r["setup"], "metric": r["metric"], "ours": fmt_mean_std(r["mean"], r["std"]),
-             "paper": fmt_mean_std(r["paper"], r["paper_std"]), "diff": f"{r['diff']:+.2f}",
-             "label": r["paper_label"]}
-            for r in t.to_dict("records") if not math.isnan(r["paper"])
-        ]
+        paper_rows = _paper_rows(t, exp.get("paper", []), paper, setups)
         figures = _figures(runs, tune_runs, best, t, name, task, setups, fig_dir)
         tuned = [{"setup": s, "rho": f"{best[f'{name}/{s}']['rho']:g}",
                   "score": f"{best[f'{name}/{s}']['score']:.2f}",
@@ -112,6 +107,23 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
     atomic_write_text(out_dir / "report.md", env.get_template("report.md.j2").render(**context))
     atomic_write_text(out_dir / "index.html", env.get_template("index.html.j2").render(**context))
     return context
+
+
+def _paper_rows(table: pd.DataFrame, refs: Sequence[Mapping[str, Any]], paper: Mapping[str, Any],
+                setups: Sequence[str]) -> list[dict[str, str]]:
+    """Every published number (all references, not only the first per metric) beside ours."""
+    rows = []
+    for setup in setups:
+        for ref in refs:
+            found = paper_value(paper, ref, setup)
+            ours = table[(table.setup == setup) & (table.metric == ref["metric"])]
+            if found is None or ours.empty:
+                continue
+            mean, std = ours.iloc[0]["mean"], ours.iloc[0]["std"]
+            rows.append({"setup": setup, "metric": ref["metric"], "ours": fmt_mean_std(mean, std),
+                         "paper": fmt_mean_std(found[0], found[1]), "diff": f"{mean - found[0]:+.2f}",
+                         "label": ref.get("label") or ref["path"]})
+    return rows
 
 
 def _figures(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best: Mapping[str, Mapping[str, Any]],
