@@ -97,3 +97,16 @@ def test_loading_digits_is_fast() -> None:
         data.build("digits", None, use_validation=True)
         data.build("digits_openset", None, use_validation=True)
     assert (time.perf_counter() - t) / 5 < 1.0
+
+
+def test_digits_csv_reader_equals_sklearn_loader() -> None:
+    """The direct CSV read (no sklearn import per job) gives sklearn's exact arrays."""
+    from sklearn.datasets import load_digits
+
+    from samrepro.data.digits import load_arrays
+
+    x, y = load_arrays()
+    ref = load_digits()
+    assert x.shape == (1797, 1, 8, 8)
+    assert (x[:, 0].astype(np.float64) == ref.images).all()
+    assert (y == ref.target).all()

@@ -149,3 +149,17 @@ def test_resources_flow_from_config():
     res = job_resources(cfg, "train", "casia_webface_iresnet50")
     assert res["gpu"] == 4 and res["runtime"] == 2880 and res["slurm_partition"] == ""
     assert job_resources(cfg, "prepare")["runtime"] == 120
+
+
+def test_changed_config_drops_stale_checkpoint_same_config_keeps_it(tmp_path):
+    from samrepro.study.plan import write_run_config
+
+    spec = experiment_spec(load_study([DEFAULT]), "digits")
+    run = build_run_config(spec, "SGD", 0, "final")
+    out = tmp_path / "run.yaml"
+    write_run_config(run, out)
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    write_run_config(run, out)  # same config: an interrupted run resumes
+    assert (tmp_path / "checkpoint.pt").exists()
+    write_run_config({**run, "optim": {**run["optim"], "lr": 0.01}}, out)  # changed: start afresh
+    assert not (tmp_path / "checkpoint.pt").exists()

@@ -13,6 +13,7 @@ Everything is one small uint8 tensor (values 0–16), so loading costs nothing n
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,18 @@ SCALE = 1.0 / 16.0
 
 @lru_cache(maxsize=1)
 def load_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 [1797, 1, 8, 8] with values 0..16, int64 labels) from sklearn's bundled copy."""
-    from sklearn.datasets import load_digits
+    """(uint8 [1797, 1, 8, 8] with values 0..16, int64 labels) from sklearn's bundled copy.
 
-    d = load_digits()
-    x = np.asarray(d.images, dtype=np.uint8)[:, None, :, :]
-    return x, np.asarray(d.target, dtype=np.int64)
+    Reads the CSV that ships inside scikit-learn directly: locating the package with find_spec does not
+    import it, which saves one to three seconds in each of the study's ~100 short jobs. Same rows, same
+    order as ``sklearn.datasets.load_digits`` (a test checks it)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("dataset 'digits' needs scikit-learn (its bundled copy of the data): pip install scikit-learn")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+    x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 8, 8)
+    return x, table[:, -1].astype(np.int64)
 
 
 def _transform(x: np.ndarray, options: dict[str, Any]):

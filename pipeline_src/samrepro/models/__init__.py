@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
-import torchvision
 
 from .iresnet import LAYERS, IResNet
 from .network import Network
@@ -35,7 +34,11 @@ def _pyramidnet(
 
 
 def _resnet50(num_classes: int, *, in_channels: int = 3, dropout: float = 0.0) -> nn.Module:
-    """torchvision's ResNet-50, randomly initialised (weights=None); optional dropout before the classifier."""
+    """torchvision's ResNet-50, randomly initialised (weights=None); optional dropout before the classifier.
+
+    torchvision is imported here, not at module level: it costs seconds per job and only this net needs it."""
+    import torchvision
+
     net = torchvision.models.resnet50(weights=None, num_classes=num_classes)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)

@@ -114,5 +114,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
 def write_run_config(run: Mapping[str, Any], out: str | os.PathLike[str]) -> None:
-    atomic_write_text(out, yaml.safe_dump(dict(run), sort_keys=False))
+    """Write run.yaml; if the folder held a run of a *different* config (the study changed, Snakemake reruns
+    the job), its checkpoint.pt is stale: remove it so the new run starts afresh instead of the engine
+    refusing to resume. Same config -> the checkpoint stays and the run resumes (interrupted job)."""
+    out = Path(out)
+    text = yaml.safe_dump(dict(run), sort_keys=False)
+    stale = out.parent / CHECKPOINT
+    if out.is_file() and stale.is_file() and yaml.safe_load(out.read_text()) != yaml.safe_load(text):
+        stale.unlink()
+        print(f"samrepro plan: the run config changed; removed the stale {stale}")
+    atomic_write_text(out, text)
