@@ -35,7 +35,9 @@ def test_arcface_logits_equal_equation_and_margin_has_gradient():
     cos = _cos(x, head.weight.detach())
     expect = 64.0 * cos
     for i in range(7):
-        expect[i, y[i]] = 64.0 * math.cos(math.acos(float(cos[i, y[i]])) + 0.5)
+        theta = math.acos(float(cos[i, y[i]]))
+        target = math.cos(theta + 0.5) if theta + 0.5 <= math.pi else math.cos(theta) - 0.5 * math.sin(0.5)
+        expect[i, y[i]] = 64.0 * target
     torch.testing.assert_close(logits, expect)
     # full gradient through cos(θ_y + m), w.r.t. embeddings and the class matrix (a no_grad margin fails this)
     xg = x.clone().requires_grad_(True)
@@ -45,6 +47,19 @@ def test_arcface_logits_equal_equation_and_margin_has_gradient():
         return functional_call(head, {"weight": w_}, (x_, y))
 
     assert torch.autograd.gradcheck(f, (xg, wg), eps=1e-6, atol=1e-5)
+
+
+def test_arcface_target_logit_decreases_over_the_whole_angle_range():
+    """Past θ_y = π − m, cos(θ_y + m) would rise again and reward pushing an embedding away from its class."""
+    head = ArcFace(2, 1, s=1.0, m=0.5).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    theta = torch.linspace(0.01, math.pi - 0.01, 400, dtype=torch.float64)
+    x = torch.stack([torch.cos(theta), torch.sin(theta)], dim=1)
+    target = head(x, torch.zeros(400, dtype=torch.long))[:, 0]
+    assert (target[1:] < target[:-1]).all()
+    past = theta + 0.5 > math.pi
+    torch.testing.assert_close(target[past], torch.cos(theta[past]) - 0.5 * math.sin(0.5))
 
 
 def _adaface_expected(x, w, y, mean, std, s=64.0, m=0.4, h=0.33, eps=1e-3):
