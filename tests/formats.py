@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 MAGIC = 0xCED7230A
@@ -32,7 +31,6 @@ __all__ = [
     "MAGIC",
     "encode_image",
     "face_images",
-    "one_torch_thread",
     "pack_record",
     "write_bin",
     "write_cifar",
@@ -43,19 +41,6 @@ __all__ = [
     "write_record",
     "write_recordio",
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Autouse in the data tests (import it into the module): the tiny tensor ops of data loading are
-    10x slower with two intra-op threads on a loaded 2-core CI machine (threads wait for each other), and
-    the data tests must stay fast. The previous setting is restored afterwards."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ------------------------------------------------------------------------------------------- images

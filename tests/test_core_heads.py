@@ -12,14 +12,6 @@ from samrepro import heads
 from samrepro.heads import AdaFace, ArcFace, LinearHead
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cos(x, w):
     xn = x / x.norm(dim=1, keepdim=True)
     wn = w / w.norm(dim=1, keepdim=True)

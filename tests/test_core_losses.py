@@ -9,15 +9,6 @@ import torch.nn.functional as F
 from samrepro.losses import aace_loss, aace_target, smooth_ce
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread (OpenMP spin-waits make them ~50× slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _aace_by_formula(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """−(1/N) Σ_i Σ_{j≠y} τ_ij log q_ij with τ_j = q_j / (1 − q_y) computed literally (float64)."""
     q = torch.softmax(logits, dim=1)

@@ -10,16 +10,6 @@ from samrepro.heads import AdaFace
 from samrepro.models import Network, count_parameters
 from samrepro.optim import get_setup
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a busy 2-core box OpenMP spin-waits make two threads several times slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # Exact counts. WRN-28-10: 36.5M (Zagoruyko & Komodakis; SAM paper). PyramidNet-110 α=48: 1.7M and
 # PyramidNet-272 α=200 bottleneck: 26.0M in Han et al.'s table — 1,772,706 and 26,288,692 (CIFAR-100) as the
 # authors' code and pytorchcv count them. IResNet-50/100 (insightface, 512-d, 112×112): 43.6M and 65.2M.

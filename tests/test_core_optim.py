@@ -17,15 +17,6 @@ from samrepro.optim import SAM, SETUPS, build_optimizer, get_setup, train_step
 LR, MOM, WD = 0.1, 0.9, 5e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread (OpenMP spin-waits make them ~50× slower on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _Tiny(nn.Module):
     """Linear-BN-ReLU-Linear; forward(x, y) like samrepro.models.Network."""
 

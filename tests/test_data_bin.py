@@ -10,7 +10,6 @@ import torch
 from formats import (
     encode_image,
     face_images,
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     write_bin,
     write_image_folder,
 )

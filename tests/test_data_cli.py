@@ -7,7 +7,6 @@ import json
 
 from formats import (
     face_images,
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     write_bin,
     write_cifar_batches,
     write_recordio,

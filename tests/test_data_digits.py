@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from formats import one_torch_thread  # noqa: F401  (autouse fixture)
 
 import samrepro.data as data
 from samrepro.data.digits import load_arrays

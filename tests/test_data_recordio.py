@@ -10,7 +10,6 @@ import torch
 from formats import (
     MAGIC,
     face_images,
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     pack_record,
     write_bin,
     write_record,

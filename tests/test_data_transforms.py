@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from formats import one_torch_thread  # noqa: F401  (autouse fixture)
 from torch.utils.data import DataLoader
 
 from samrepro.data import BatchTransform, TensorImageDataset

@@ -9,7 +9,6 @@ import pytest
 import torch
 from formats import (
     encode_image,
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     write_cifar_batches,
     write_fashion_mnist_raw,
     write_food101,
