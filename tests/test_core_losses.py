@@ -126,3 +126,14 @@ def test_bad_alpha_and_reduction():
         smooth_ce(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), alpha=0.9)
     with pytest.raises(ValueError, match="reduction"):
         aace_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), reduction="avg")
+
+
+def test_aace_target_stays_float32_for_half_precision_logits():
+    """Under bf16 autocast the logits are bf16; τ rounded to bf16 would not sum to 1 and bias the gradient."""
+    g = torch.Generator().manual_seed(3)
+    logits32 = torch.randn(8, 100, generator=g)
+    y = torch.randint(0, 100, (8,), generator=g)
+    half = logits32.bfloat16()
+    loss = aace_loss(half, y)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, aace_loss(half.float(), y))

@@ -85,6 +85,8 @@ def test_report_numbers_come_from_the_files(tmp_path):
     sam_line = next(line for line in md.splitlines() if line.startswith("| SAM | 0.05 |"))
     assert "83.00 ± 1.00" in sam_line and "83.52" in sam_line and "-0.52" in sam_line
     assert f"{p:.2g}" in sam_line
+    sgd_mean = statistics.fmean(TOP1["SGD"])
+    assert f"SGD ({83.0 - sgd_mean:+.2f})" in sam_line  # the direction of the difference to the baseline
     assert "| SGD | — | 3 | 80.53 ± 0.55" in md
     for fig in ("gap_cls", "mechanism_cls", "rho_cls", "sharpness_cls", "gap_face"):
         assert (out / "figures" / f"{fig}.png").stat().st_size > 1000

@@ -38,5 +38,7 @@ def aace_loss(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor
     check_logits_target(logits, target)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction={reduction!r} is not one of 'mean', 'sum', 'none'.")
-    tau = aace_target(logits, target)
-    return F.cross_entropy(logits, tau.to(logits.dtype), reduction=reduction)
+    # float32 even under bf16 autocast: τ rounded to bf16 would no longer sum to 1 and bias the gradient
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return F.cross_entropy(logits, aace_target(logits, target), reduction=reduction)

@@ -78,7 +78,9 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
                 "paper": "" if p is None else fmt_mean_std(p["paper"], p["paper_std"]),
                 "paper_label": "" if p is None else p["paper_label"],
                 "diff": "" if p is None or math.isnan(p["diff"]) else f"{p['diff']:+.2f}",
-                "baseline": "" if p is None else p["baseline"],
+                # the baseline with our difference to it: a two-sided p alone does not say which way
+                "baseline": "" if p is None or not p["baseline"]
+                else f"{p['baseline']} ({p['mean'] - p['baseline_mean']:+.2f})",
                 "p_value": "" if p is None or not p["baseline"] else fmt_p(p["p_value"]),
             })
         paper_rows = _paper_rows(t, exp.get("paper", []), paper, setups)
