@@ -65,15 +65,15 @@ def test_lint_is_clean():
 
 
 @pytest.mark.parametrize(
-    ("patch", "expected"),
+    ("patch", "key", "expected"),
     [
-        ({"epochs": 0}, "0 is less than the minimum of 1"),
-        ({"setups": ["SGD", "SAMM"]}, "'SAMM' is not one of"),
-        ({"rho_grid": [0.05, -0.1]}, "-0.1 is less than or equal to the minimum of 0"),
-        ({"epochz": 3}, "Additional properties are not allowed ('epochz' was unexpected)"),
+        ({"epochs": 0}, "experiments.digits.epochs", "0 is less than the minimum of 1"),
+        ({"setups": ["SGD", "SAMM"]}, "experiments.digits.setups.1", "'SAMM' is not one of"),
+        ({"rho_grid": [0.05, -0.1]}, "experiments.digits.rho_grid.1", "-0.1 is less than or equal to the minimum of 0"),
+        ({"epochz": 3}, "experiments.digits", "Additional properties are not allowed ('epochz' was unexpected)"),
     ],
 )
-def test_bad_config_fails_with_schema_message(tmp_path, patch, expected):
+def test_bad_config_fails_with_schema_message(tmp_path, patch, key, expected):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["experiments"]["digits"].update(patch)
     bad = tmp_path / "bad.yaml"
@@ -81,8 +81,8 @@ def test_bad_config_fails_with_schema_message(tmp_path, patch, expected):
     proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "Error validating config file" in out and expected in out, out[-3000:]
-    assert "digits" in out  # the message names where the bad key is
+    # one line naming the key and the schema's message, before any job runs
+    assert f"invalid study config at key '{key}': {expected}" in out, out[-3000:]
 
 
 def test_semantic_check_names_key_and_fix(tmp_path):

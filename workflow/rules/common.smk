@@ -22,11 +22,13 @@ if "experiments" not in config:
     config.clear()
     config.update(study.deep_merge(_default, _overrides))
 
-validate(config, "../schemas/config.schema.yaml")
 try:
+    # our validator first: one line naming the key, the value's problem and what the schema expects
+    study.validate_schema(config)
+    validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults into config
     study.check_study(config)
 except ValueError as err:
-    raise WorkflowError(f"invalid study config: {err}")
+    raise WorkflowError(str(err) if str(err).startswith("invalid study config") else f"invalid study config: {err}")
 
 STUDY = config["study"]
 RES = f"{config['results_dir']}/{STUDY}"
