@@ -9,10 +9,9 @@ expected path and how to obtain it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-from pathlib import Path
+
+from samrepro.atomic import atomic_write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,22 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="manifest JSON to write")
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: object) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def run(args: argparse.Namespace) -> int:
     from .registry import DatasetMissingError, prepare
 
@@ -55,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"samrepro prepare: {exc}", file=sys.stderr)
         return 2
-    write_json_atomic(args.out, manifest)
+    atomic_write_json(args.out, manifest)
     counts = ", ".join(f"{k}={v}" for k, v in manifest.get("counts", {}).items())
     print(f"prepared {args.dataset}: {counts} -> {args.out}")
     return 0

@@ -18,9 +18,9 @@ import pandas as pd
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from samrepro.atomic import atomic_write_text
 from samrepro.report import plots
 from samrepro.report.aggregate import PRIMARY, comparison_table, fmt_mean_std, fmt_p, paper_value, runs_frame
-from samrepro.study.plan import atomic_write_text
 from samrepro.track.runs import RunRecord, read_run, run_folder
 
 # metric columns shown per task, in order (others go to the full table)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from samrepro.atomic import atomic_write_text
 from samrepro.study.config import RHO_FREE_SETUPS, fixed_rho, is_tuned, setup_value
 
 PHASES = ("tune", "final")
@@ -96,22 +96,6 @@ def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str,
         "sharpness": dict(spec["sharpness"]),
         "ddp_sync_perturbation": bool(spec["ddp_sync_perturbation"]),
     }
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Temp file in the same folder + rename: an interrupted write never leaves a complete-looking file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 CHECKPOINT = "checkpoint.pt"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from samrepro.study.plan import atomic_write_text
+from samrepro.atomic import atomic_write_text
 
 TIE_DECIMALS = 9  # scores equal to 1e-9 (percent) are ties: float noise must not decide
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from samrepro.study.plan import atomic_write_text
+from samrepro.atomic import atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
