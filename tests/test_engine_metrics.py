@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import samrepro.atomic
 from samrepro.engine import checkpoint as ckpt
 from samrepro.engine import config as C
 from samrepro.engine.schedule import LRSchedule, lr_factor
@@ -169,16 +170,16 @@ def test_config_load_reads_yaml(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------- atomic files and RNG
-def test_atomic_write_keeps_old_file_when_interrupted(tmp_path) -> None:
+def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch) -> None:
     target = tmp_path / "metrics.json"
     ckpt.atomic_write_json(target, {"a": 1})
 
-    def boom(f) -> None:
-        f.write(b"partial")
+    def boom(fd: int) -> None:  # interrupted after the bytes went to the temp file, before the rename
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(samrepro.atomic.os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
-        ckpt._atomic_write(target, boom)
+        ckpt.atomic_write_bytes(target, b"partial")
     assert target.read_text().strip().startswith("{") and '"a": 1' in target.read_text()
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temp file left behind
 
