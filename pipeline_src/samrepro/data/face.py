@@ -165,6 +165,19 @@ def face_bundle(
     )
 
 
+def _encoded_bundle(
+    name: str, root: Path, source: Any, keys: list[Any], labels: np.ndarray, fmt: str, *,
+    use_validation: bool, val_fraction: float, split_seed: int, options: dict[str, Any],
+) -> DataBundle:
+    """A face bundle over encoded images (RecordIO records or image files): decode on access, 112×112."""
+    train_tf, _ = _transforms(options)
+    full = EncodedImageDataset(source, keys, labels, train_tf, int(options.get("image_size", 112)))
+    return face_bundle(
+        name, root, full, use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed,
+        options=options, info={"format": fmt},
+    )
+
+
 # ------------------------------------------------------------------------------------------ RecordIO
 def _open_rec(name: str, root: Path) -> IndexedRecordIO:
     for f in ("train.rec", "train.idx"):
@@ -194,19 +207,9 @@ def _rec_labels(
 def _build_rec(name: str):
     def build(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
         reader, keys, labels = _rec_labels(name, root, options)
-        train_tf, _ = _transforms(options)
-        full = EncodedImageDataset(
-            RecordSource(reader), keys.tolist(), labels, train_tf, int(options.get("image_size", 112))
-        )
-        return face_bundle(
-            name,
-            root,
-            full,
-            use_validation=use_validation,
-            val_fraction=val_fraction,
-            split_seed=split_seed,
-            options=options,
-            info={"format": "recordio"},
+        return _encoded_bundle(
+            name, root, RecordSource(reader), keys.tolist(), labels, "recordio",
+            use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
         )
 
     def prepare(root: Path, download: bool) -> dict[str, Any]:
@@ -267,19 +270,9 @@ def _folder_scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
 
 def _build_folder(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
     _, paths, labels = _folder_scan(root)
-    train_tf, _ = _transforms(options)
-    full = EncodedImageDataset(
-        FolderSource(), [str(p) for p in paths], labels, train_tf, int(options.get("image_size", 112))
-    )
-    return face_bundle(
-        "face_folder",
-        root,
-        full,
-        use_validation=use_validation,
-        val_fraction=val_fraction,
-        split_seed=split_seed,
-        options=options,
-        info={"format": "image_folder"},
+    return _encoded_bundle(
+        "face_folder", root, FolderSource(), [str(p) for p in paths], labels, "image_folder",
+        use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
     )
 
 
