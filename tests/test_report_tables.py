@@ -119,3 +119,15 @@ def test_every_paper_reference_is_listed(tmp_path):
     # SAM has two published numbers: AACE-SAM's 83.52 and the SAM paper's 100 - 14.9 (cutout, CIFAR-100)
     assert "| SAM | test_top1 | 83.00 ± 1.00 | 83.52 | -0.52 | AACE-SAM ICIP24 |" in md
     assert "| SAM | test_top1 | 83.00 ± 1.00 | 85.10 ± 0.20 | -2.10 | SAM ICLR21 |" in md
+
+
+def test_rho_at_the_end_of_its_grid_is_flagged():
+    """The optimum may lie outside the grid when the best ρ is its smallest or largest value."""
+    from samrepro.report.render import tuned_row
+
+    grid = [{"rho": r, "mean_score": s} for r, s in ((0.02, 90.0), (0.05, 93.0), (0.1, 91.0))]
+    assert tuned_row("SAM", {"rho": 0.05, "score": 93.0, "grid": grid})["rho"] == "0.05"
+    low = tuned_row("SAM", {"rho": 0.02, "score": 95.0, "grid": grid})
+    assert low["rho"] == "0.02 (grid edge)" and low["grid"].startswith("0.02: 90.00")
+    assert tuned_row("SAM", {"rho": 0.1, "score": 95.0, "grid": grid})["rho"] == "0.1 (grid edge)"
+    assert tuned_row("SAM", {"rho": 0.1, "score": 95.0, "grid": grid[2:]})["rho"] == "0.1"  # one value: no edge

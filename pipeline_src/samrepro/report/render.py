@@ -85,10 +85,7 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
             })
         paper_rows = _paper_rows(t, exp.get("paper", []), paper, setups)
         figures = _figures(runs, tune_runs, best, t, name, task, setups, fig_dir)
-        tuned = [{"setup": s, "rho": f"{best[f'{name}/{s}']['rho']:g}",
-                  "score": f"{best[f'{name}/{s}']['score']:.2f}",
-                  "grid": ", ".join(f"{g['rho']:g}: {g['mean_score']:.2f}" for g in best[f"{name}/{s}"]["grid"])}
-                 for s in setups if f"{name}/{s}" in best]
+        tuned = [tuned_row(s, best[f"{name}/{s}"]) for s in setups if f"{name}/{s}" in best]
         sections.append({
             "name": name, "exp": exp, "task": task, "primary": LABELS.get(primary, primary), "missing": False,
             "columns": [LABELS.get(c, c) for c in cols], "rows": main_rows, "paper_rows": paper_rows,
@@ -109,6 +106,16 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
     atomic_write_text(out_dir / "report.md", env.get_template("report.md.j2").render(**context))
     atomic_write_text(out_dir / "index.html", env.get_template("index.html.j2").render(**context))
     return context
+
+
+def tuned_row(setup: str, best: Mapping[str, Any]) -> dict[str, str]:
+    """One row of the ρ table. A ρ chosen at an end of its grid is flagged: the optimum may lie outside
+    the grid (the SAM paper's grid is wide for this reason), so the user should widen it."""
+    grid = sorted(g["rho"] for g in best["grid"])
+    edge = len(grid) > 1 and best["rho"] in (grid[0], grid[-1])
+    return {"setup": setup, "rho": f"{best['rho']:g}" + (" (grid edge)" if edge else ""),
+            "score": f"{best['score']:.2f}",
+            "grid": ", ".join(f"{g['rho']:g}: {g['mean_score']:.2f}" for g in best["grid"])}
 
 
 def _paper_rows(table: pd.DataFrame, refs: Sequence[Mapping[str, Any]], paper: Mapping[str, Any],
