@@ -139,6 +139,23 @@ def test_download_flag_is_passed_to_torchvision(tmp_path, monkeypatch) -> None:
     assert calls == []  # present data: nothing downloaded
 
 
+def test_failed_download_names_dataset_path_and_how(tmp_path, monkeypatch) -> None:
+    import urllib.error
+
+    import torchvision
+
+    class OfflineCIFAR10:  # a compute node without network access
+        def __init__(self, root, train, download):
+            raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", OfflineCIFAR10)
+    with pytest.raises(data.DatasetMissingError) as exc:
+        data.build("cifar10", tmp_path, use_validation=False, download=True)
+    msg = str(exc.value)
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "download failed" in msg
+    assert "Name or service not known" in msg and "--out" in msg
+
+
 def test_fashion_mnist_idx_files(tmp_path) -> None:
     arrays = write_fashion_mnist_raw(tmp_path, n_train=50, n_test=20)
     b = data.build("fashion_mnist", tmp_path, use_validation=False)

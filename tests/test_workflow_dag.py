@@ -71,6 +71,8 @@ def test_lint_is_clean():
         ({"setups": ["SGD", "SAMM"]}, "experiments.digits.setups.1", "'SAMM' is not one of"),
         ({"rho_grid": [0.05, -0.1]}, "experiments.digits.rho_grid.1", "-0.1 is less than or equal to the minimum of 0"),
         ({"epochz": 3}, "experiments.digits", "Additional properties are not allowed ('epochz' was unexpected)"),
+        ({"paper": [{"path": "aace.cifar100_wrn28_1", "metric": "test_top1"}]}, "experiments.digits.paper.0.path",
+         "'aace.cifar100_wrn28_1': 'cifar100_wrn28_1' is not in"),
     ],
 )
 def test_bad_config_fails_with_schema_message(tmp_path, patch, key, expected):

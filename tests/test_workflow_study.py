@@ -62,7 +62,7 @@ def test_setup_table_matches_the_library():
     assert {n for n, s in setups.SETUPS.items() if s.perturbation == "none"} == RHO_FREE_SETUPS
 
 
-def test_plan_tune_and_final(tmp_path):
+def test_plan_tune_and_final(tmp_path, capsys):
     cfg = load_study([DEFAULT])
     spec = experiment_spec(cfg, "digits")
     run = build_run_config(spec, "AACE", 0, "tune", rho=0.2)
@@ -90,6 +90,13 @@ def test_plan_tune_and_final(tmp_path):
     assert main(["plan", "--config", str(DEFAULT), "--experiment", "digits", "--setup", "SAM", "--seed", "1",
                  "--phase", "final", "--best", str(best), "--out", str(out2)]) == 0
     assert yaml.safe_load(out2.read_text()) == written
+    # a bad experiment name or a missing --best: one line naming it, exit 2, no traceback
+    assert main(["plan", "--config", str(DEFAULT), "--experiment", "digitz", "--setup", "SAM", "--seed", "0",
+                 "--phase", "final", "--out", str(out2)]) == 2
+    assert "experiment 'digitz' is not in the study" in capsys.readouterr().err
+    assert main(["plan", "--config", str(DEFAULT), "--experiment", "digits", "--setup", "SAM", "--seed", "0",
+                 "--phase", "final", "--out", str(out2)]) == 2
+    assert "needs --best" in capsys.readouterr().err
 
 
 def test_fixed_rho_setup_is_not_tuned():

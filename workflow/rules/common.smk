@@ -167,6 +167,12 @@ def paper_results():
     return config["paper_results"] or os.path.join(workflow.basedir, "config", "paper_results.yaml")
 
 
+try:
+    study.check_paper_refs(config, paper_results())
+except ValueError as err:
+    raise WorkflowError(str(err))
+
+
 def tracking_uri_arg():
     return f"--tracking-uri {config['tracking']['uri']}" if config["tracking"]["uri"] else ""
 

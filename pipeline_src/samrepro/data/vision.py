@@ -97,6 +97,21 @@ def in_memory_bundle(
     )
 
 
+def _download(name: str, expected: Path, root: Path, fetch) -> None:
+    """Run a torchvision download; a failure (no network, e.g. on a compute node; a bad checksum) becomes a
+    DatasetMissingError naming the dataset and path instead of a urllib traceback."""
+    try:
+        fetch()
+    except (OSError, RuntimeError) as exc:
+        raise DatasetMissingError(
+            name,
+            expected,
+            f"the download failed ({type(exc).__name__}: {exc}); on a machine with network access run "
+            f"`samrepro prepare --dataset {name} --root {root} --download --out manifest.json` and copy "
+            f"{root} here, or place the files by hand",
+        ) from exc
+
+
 # --------------------------------------------------------------------------------------------- CIFAR
 def _cifar_folder(name: str, root: Path, layout: cifar.CifarLayout, download: bool) -> Path:
     folder = cifar.find_folder(root, layout)
@@ -104,15 +119,19 @@ def _cifar_folder(name: str, root: Path, layout: cifar.CifarLayout, download: bo
         import torchvision
 
         cls = torchvision.datasets.CIFAR10 if layout is cifar.CIFAR10 else torchvision.datasets.CIFAR100
-        for train in (True, False):
-            cls(root=str(root), train=train, download=True)
+        _download(
+            name,
+            root / layout.folder,
+            root,
+            lambda: [cls(root=str(root), train=t, download=True) for t in (True, False)],
+        )
         folder = cifar.find_folder(root, layout)
     if folder is None:
         raise DatasetMissingError(
             name,
             root / layout.folder,
-            f"run `samrepro prepare --dataset {name} --root {root} --download` (torchvision downloads "
-            f"{layout.url}), or extract that archive into {root}",
+            f"run `samrepro prepare --dataset {name} --root {root} --download --out manifest.json` "
+            f"(torchvision downloads {layout.url}), or extract that archive into {root}",
         )
     return folder
 
@@ -180,15 +199,23 @@ def _fmnist_folder(root: Path, download: bool) -> Path:
     if folder is None and download:
         import torchvision
 
-        for train in (True, False):
-            torchvision.datasets.FashionMNIST(root=str(root), train=train, download=True)
+        _download(
+            "fashion_mnist",
+            root / "FashionMNIST" / "raw",
+            root,
+            lambda: [
+                torchvision.datasets.FashionMNIST(root=str(root), train=t, download=True)
+                for t in (True, False)
+            ],
+        )
         folder = find()
     if folder is None:
         raise DatasetMissingError(
             "fashion_mnist",
             root / "FashionMNIST" / "raw",
-            f"run `samrepro prepare --dataset fashion_mnist --root {root} --download` (torchvision), or put the "
-            "four unzipped idx files from https://github.com/zalandoresearch/fashion-mnist there",
+            f"run `samrepro prepare --dataset fashion_mnist --root {root} --download --out manifest.json` "
+            "(torchvision), or put the four unzipped idx files from "
+            "https://github.com/zalandoresearch/fashion-mnist there",
         )
     return folder
 
@@ -246,13 +273,19 @@ def _food_folder(root: Path, download: bool) -> Path:
     if folder is None and download:
         import torchvision
 
-        torchvision.datasets.Food101(root=str(root), split="train", download=True)
+        _download(
+            "food101",
+            root / "food-101",
+            root,
+            lambda: torchvision.datasets.Food101(root=str(root), split="train", download=True),
+        )
         folder = find()
     if folder is None:
         raise DatasetMissingError(
             "food101",
             root / "food-101",
-            f"run `samrepro prepare --dataset food101 --root {root} --download` (torchvision), or extract "
+            f"run `samrepro prepare --dataset food101 --root {root} --download --out manifest.json` "
+            "(torchvision), or extract "
             f"{FOOD_URL} into {root} (folders food-101/images and food-101/meta)",
         )
     return folder

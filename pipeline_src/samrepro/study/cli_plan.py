@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from samrepro.study.config import experiment_spec, load_study
 from samrepro.study.plan import PHASES, build_run_config, write_run_config
@@ -30,9 +31,14 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         if not args.experiment:
             raise SystemExit("samrepro plan: --config needs --experiment NAME")
-        spec = experiment_spec(load_study(args.config), args.experiment)
-    else:
-        spec = json.loads(args.spec)
-    run_cfg = build_run_config(spec, args.setup, args.seed, args.phase, rho=args.rho, best=args.best)
+    try:
+        if args.config:
+            spec = experiment_spec(load_study(args.config), args.experiment)
+        else:
+            spec = json.loads(args.spec)
+        run_cfg = build_run_config(spec, args.setup, args.seed, args.phase, rho=args.rho, best=args.best)
+    except (ValueError, OSError) as exc:  # bad config/experiment/setup, missing file: exit 2, no traceback
+        print(f"samrepro plan: error: {exc}", file=sys.stderr)
+        return 2
     write_run_config(run_cfg, args.out)
     return 0

@@ -100,7 +100,11 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(config)
     error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
     if error is not None:
-        hint = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+        sub = error.schema if isinstance(error.schema, dict) else {}
+        if error.validator == "additionalProperties" and sub.get("properties"):
+            hint = "one of " + ", ".join(sorted(sub["properties"]))  # a typo'd key: list the right spellings
+        else:
+            hint = sub.get("description", "") if error.absolute_path else ""  # not the whole schema's blurb
         raise ValueError(
             f"invalid study config at key '{_error_key(error)}': {error.message}"
             + (f" (expected: {hint})" if hint else "")
@@ -138,6 +142,27 @@ def check_study(config: Mapping[str, Any]) -> None:
                     f"experiments.{name}.schedule.milestones {ms}: give increasing fractions (< 1) or "
                     "increasing epoch numbers, not a mix"
                 )
+
+
+def check_paper_refs(config: Mapping[str, Any], paper_path: str | os.PathLike[str]) -> None:
+    """Every experiments.<name>.paper[].path must exist in the published-numbers file: a typo would
+    otherwise fail only the report job, after all the training."""
+    refs = [(name, i, ref) for name, exp in config["experiments"].items()
+            for i, ref in enumerate(exp.get("paper") or [])]
+    if not refs:
+        return
+    if not os.path.isfile(paper_path):
+        raise ValueError(f"invalid study config at key 'paper_results': {paper_path} does not exist")
+    root = load_yaml(paper_path)
+    for name, i, ref in refs:
+        node: Any = root
+        for part in ref["path"].split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(
+                    f"invalid study config at key 'experiments.{name}.paper.{i}.path': '{ref['path']}': "
+                    f"'{part}' is not in {paper_path}"
+                )
+            node = node[part]
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
