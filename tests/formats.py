@@ -329,7 +329,7 @@ def write_cifar_batches(
     }
 
 
-write_cifar = write_cifar_batches  # the name CONTRACTS.md Part B uses
+write_cifar = write_cifar_batches  # the name docs/ARCHITECTURE.md Part B uses
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:

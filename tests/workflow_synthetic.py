@@ -1,4 +1,4 @@
-"""Synthetic run folders in the engine's output format (CONTRACTS Part C), for the track/report tests:
+"""Synthetic run folders in the engine's output format (docs/ARCHITECTURE.md Part C), for the track/report tests:
 they exercise the workflow's readers without training anything."""
 
 from __future__ import annotations

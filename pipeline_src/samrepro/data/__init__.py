@@ -1,6 +1,6 @@
 """samrepro.data: the dataset registry, readers of the formats users bring, and fast batched transforms.
 
-Public API (CONTRACTS.md Part B): ``build(name, root, *, use_validation, ...) -> DataBundle``,
+Public API (docs/ARCHITECTURE.md Part B): ``build(name, root, *, use_validation, ...) -> DataBundle``,
 ``prepare(name, root, download=False) -> manifest dict``, ``DatasetMissingError``, ``DataBundle``,
 ``VerificationSet``, ``TensorImageDataset``, ``DATASETS`` / ``dataset_names()``.
 """

@@ -3,7 +3,7 @@
 Both implement ``__getitems__``, which ``torch.utils.data.DataLoader`` calls with a whole batch of indices
 (torch >= 2.0): augmentation then runs once per batch instead of once per image, and the default collate
 function only re-stacks the result. Items are ``(float32 normalized image [C,H,W], int label)`` as
-CONTRACTS.md Part B requires.
+docs/ARCHITECTURE.md Part B requires.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def face_bundle(
     options: dict[str, Any],
     info: dict[str, Any],
 ) -> DataBundle:
-    """Shared by RecordIO and folder sets: train / train_eval / verification as CONTRACTS.md Part B."""
+    """Shared by RecordIO and folder sets: train / train_eval / verification as docs/ARCHITECTURE.md Part B."""
     _, eval_tf = _transforms(options)
     labels = full.labels.numpy()
     num_classes = int(labels.max()) + 1 if labels.size else 0

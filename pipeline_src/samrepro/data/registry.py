@@ -82,7 +82,7 @@ class LazyVerificationSets(Mapping[str, VerificationSet]):
 
 @dataclass
 class DataBundle:
-    """Everything a training run needs from a dataset (CONTRACTS.md Part B).
+    """Everything a training run needs from a dataset (docs/ARCHITECTURE.md Part B).
 
     train: augmented items (image float32 normalized, int label); train_eval: the same images without
     augmentation (a fixed subset for very large sets); eval: classification: the validation split when

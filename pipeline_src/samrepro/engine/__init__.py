@@ -1,4 +1,4 @@
-"""samrepro.engine — training loop, checkpoint/resume, schedules, evaluation (CONTRACTS Part C).
+"""samrepro.engine — training loop, checkpoint/resume, schedules, evaluation (docs/ARCHITECTURE.md Part C).
 
 Modules (imported on demand, so `import samrepro.engine` stays free of torch):
   config        load/validate run.yaml, config hashes

@@ -19,7 +19,7 @@ EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="run.yaml (CONTRACTS Part C) describing the run")
+    parser.add_argument("--config", required=True, help="run.yaml (docs/ARCHITECTURE.md Part C) describing the run")
     parser.add_argument("--out", required=True, help="output folder; resumes from its checkpoint.pt if present")
 
 

@@ -1,4 +1,4 @@
-"""Load and validate one run's `run.yaml` (CONTRACTS Part C) into a plain dict with every default filled.
+"""Load and validate one run's `run.yaml` (docs/ARCHITECTURE.md Part C) into a plain dict with every default filled.
 
 Why a plain dict and not dataclasses: the same mapping is hashed (config_hash in metrics.json and the
 checkpoint, so a resume never mixes two configurations), written back next to the outputs, and read by the

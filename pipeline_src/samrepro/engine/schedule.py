@@ -4,7 +4,7 @@ optional linear warmup.
 The learning rate is a pure function of (epoch, step within epoch): nothing accumulates, so a resumed run
 (even one resumed in the middle of an epoch) sets exactly the learning rate the uninterrupted run had. The
 schedule writes the `lr` of every parameter group of the optimizer it is given; SAM's param_groups are its
-base optimizer's (CONTRACTS Part A), so this works on SGD and SAM alike.
+base optimizer's (docs/ARCHITECTURE.md Part A), so this works on SGD and SAM alike.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Input checks shared by the losses and the margin heads (CONTRACTS: errors are ValueErrors naming the fix)."""
+"""Input checks shared by the losses and the margin heads (docs/ARCHITECTURE.md: errors are ValueErrors naming the fix)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""samrepro.models — backbones by name (CONTRACTS Part A) and the Network wrapper.
+"""samrepro.models — backbones by name (docs/ARCHITECTURE.md Part A) and the Network wrapper.
 
 Classification nets output ``num_classes`` logits; embedding nets (iresnet*, small_cnn as a face backbone)
 output ``num_classes``-d embeddings — pass the embedding dimension as ``num_classes``.

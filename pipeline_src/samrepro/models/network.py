@@ -1,4 +1,4 @@
-"""Backbone + optional head behind one call ``net(x, y) -> logits`` (CONTRACTS Part A, "Network")."""
+"""Backbone + optional head behind one call ``net(x, y) -> logits`` (docs/ARCHITECTURE.md Part A, "Network")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Expand one experiment x setup x seed (x rho) of a study into the run config `run.yaml` (CONTRACTS Part C).
+"""Expand one experiment x setup x seed (x rho) of a study into the run config `run.yaml` (docs/ARCHITECTURE.md Part C).
 
 The run config is everything `samrepro train`/`evaluate` need, so a run folder is self-describing: it can be
 re-run, resumed or tracked without the study config. Tuning runs train on train-minus-validation
@@ -56,7 +56,7 @@ def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | No
 
 def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str, rho: float | None = None,
                      best: str | None = None) -> dict[str, Any]:
-    """One run config (CONTRACTS Part C 'run.yaml') from an experiment spec (`study.config.experiment_spec`)."""
+    """One run config (docs/ARCHITECTURE.md Part C 'run.yaml') from an experiment spec (`study.config.experiment_spec`)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got '{phase}'")
     if setup not in spec["setups"]:

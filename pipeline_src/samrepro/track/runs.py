@@ -121,7 +121,7 @@ def read_run(folder: str | Path, require_eval: bool = False) -> RunRecord:
     metrics = json.loads(mpath.read_text())
     for key in ("experiment", "setup", "seed", "phase"):
         if key not in metrics:
-            raise ValueError(f"{mpath}: lacks '{key}' (CONTRACTS Part C metrics.json)")
+            raise ValueError(f"{mpath}: lacks '{key}' (docs/ARCHITECTURE.md Part C metrics.json)")
     epath = folder / "eval.json"
     if require_eval and not epath.is_file():
         raise ValueError(f"{folder}: no eval.json; run `samrepro evaluate --run {folder} --out {epath}`")
