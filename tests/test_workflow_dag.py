@@ -103,8 +103,11 @@ def test_default_study_dag(tmp_path):
     proc = snakemake("-n", "--quiet", "all", "--directory", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     words = " ".join((proc.stdout + proc.stderr).split())
-    # digits: 4 tuned setups x 3 rho + openset: 4 x 3 = 24 tuning runs; (5 + 6) setups x 3 seeds = 33 runs
-    assert "tune 24" in words and "train 33" in words and "evaluate 33" in words and "select_rho 8" in words
+    # digits: SAM, SCE-SAM x 4 rho + AACE, SAACE x 5 rho; openset: 4 FlatFace setups x 4 rho = 34 tuning
+    # runs; (5 + 6) setups x 3 seeds = 33 runs
+    assert "tune 34" in words and "train 33" in words and "evaluate 33" in words and "select_rho 8" in words
+    exps = load_study([ROOT / "config" / "config.yaml"])["experiments"].values()
+    assert all(len(rho_grid(e, s)) >= 3 for e in exps for s in e["setups"] if is_tuned(e, s))
 
 
 def test_resources_and_launcher_flow_from_config_to_jobs(tmp_path):
