@@ -13,6 +13,10 @@ as it was at the start of the epoch), the history rows and the running epoch sum
 the same epoch permutation, skips the batches already done, restores the RNG states and continues: with
 `workers: 0` it replays the uninterrupted run bitwise whether it stopped at an epoch boundary (SIGKILL: the
 last per-epoch checkpoint) or in the middle of one (SIGTERM: a checkpoint at the current step).
+
+Layout: `train()` is the algorithm (prepare → restore → per epoch: `run_epoch`, `end_of_epoch` → `finish`);
+`Run` holds what stays fixed during training, `RunState` what changes (its `to_checkpoint()` /
+`from_checkpoint()` are the run's part of checkpoint.pt).
 """
 
 from __future__ import annotations
@@ -160,41 +164,110 @@ def _label(cfg: dict[str, Any]) -> str:
     return f"[{cfg['experiment']}/{cfg['setup']} seed {cfg['seed']}{rho}]"
 
 
-def _state(epoch: int, step: int, net: nn.Module, optimizer: Any, schedule: LRSchedule, rng: list[Any],
-           epoch_gen_state: torch.Tensor, history: list[dict[str, Any]], sums: dict[str, float],
-           timing: dict[str, float], cfg: dict[str, Any], world: int) -> dict[str, Any]:
-    return {"format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(), "rng": rng,
-            "loader_generator": epoch_gen_state, "history": history, "sums": dict(sums),
-            "timing": dict(timing), "resume_hash": resume_hash(cfg), "config_hash": config_hash(cfg),
-            "world_size": world}
+def _zero_sums() -> dict[str, float]:
+    return {"loss": 0.0, "correct": 0.0, "count": 0.0}
+
+
+def _zero_timing() -> dict[str, float]:
+    return {"train_s": 0.0, "images": 0.0, "epoch_s": 0.0, "resumes": 0.0, "wall_s": 0.0}
+
+
+@dataclass
+class RunState:
+    """Everything of a run that changes while it trains (besides weights, optimizer and RNGs): the position of
+    the next step, the epoch's running sums, the timing counters, the history rows, and the data-loader
+    generator as the current epoch began (a mid-epoch resume redraws the same permutation from it).
+    A checkpoint holds exactly `to_checkpoint()` (plain numbers, lists, dicts and one tensor)."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=_zero_sums)
+    timing: dict[str, float] = field(default_factory=_zero_timing)
+    epoch_gen_state: torch.Tensor | None = None
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "history": list(self.history), "sums": dict(self.sums),
+                "timing": dict(self.timing), "loader_generator": self.epoch_gen_state}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> RunState:
+        return cls(epoch=int(state["epoch"]), step=int(state["step"]), history=list(state["history"]),
+                   sums=dict(state["sums"]), timing=dict(state["timing"]),
+                   epoch_gen_state=state["loader_generator"])
+
+    def start_epoch(self) -> None:
+        """A fresh epoch (step 0): zero the running sums and the epoch's time."""
+        self.sums = _zero_sums()
+        self.timing["epoch_s"] = 0.0
+
+    def add_time(self, seconds: float, images: int) -> None:
+        self.timing["train_s"] += seconds
+        self.timing["epoch_s"] += seconds
+        self.timing["images"] += images
+
+
+@dataclass
+class Run:
+    """What stays fixed while a run trains: config, runtime, data, network, optimizer, schedule, generator."""
+
+    cfg: dict[str, Any]
+    out: Path
+    stop: StopFlag
+    setup: Any
+    rt: Runtime
+    bundle: Any
+    net: nn.Module
+    optimizer: Any
+    schedule: LRSchedule
+    generator: torch.Generator
+    probe: tuple[torch.Tensor, torch.Tensor]
+    steps: int
+    epochs: int
+    t_start: float
+    train_net: nn.Module | None = None
+    wall_base: float = 0.0
+
+    @property
+    def info(self) -> D.DistInfo:
+        return self.rt.dist
+
+    @property
+    def ck_path(self) -> Path:
+        return self.out / CHECKPOINT
+
+    def wall_s(self) -> float:
+        return self.wall_base + time.perf_counter() - self.t_start
 
 
 def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None) -> dict[str, Any]:
     """Train (or resume) the run described by the validated `cfg` into `out_dir`; returns metrics.json."""
-    from samrepro.optim import build_optimizer, get_setup
-    from samrepro.optim.step import train_step
+    run = prepare(cfg, Path(out_dir), stop or StopFlag())
+    state = restore(run)  # from checkpoint.pt when there is one
+    run.train_net = D.wrap_ddp(run.net, run.info, run.rt.device)  # after the restore: DDP broadcasts rank 0
+    progress = Progress(_label(cfg), run.epochs)
+    while state.epoch < run.epochs:
+        run_epoch(run, state, progress)  # SIGTERM: checkpoint at the current step, PreemptedError
+        end_of_epoch(run, state, progress)  # evaluation, probes, history row, checkpoint
+    return finish(run, state)
 
-    t_start = time.perf_counter()
-    stop = stop or StopFlag()
-    out = Path(out_dir)
+
+# ---------------------------------------------------------------- setting up
+def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
+    """Check the config against the setup and the processes, build data, network, optimizer and schedule."""
+    from samrepro.optim import build_optimizer, get_setup
+
     setup = get_setup(cfg["setup"])
     if setup.two_pass and cfg["rho"] is None:
         raise ValueError(f"run config: rho=None is invalid for setup {setup.name!r}: it perturbs the weights; "
                          "set rho (e.g. 0.05)")
+    t_start = time.perf_counter()
     rt = resolve_runtime(cfg)
-    info = rt.dist
-    if cfg["batch_size"] % info.world:
+    if cfg["batch_size"] % rt.dist.world:
         raise ValueError(f"run config: batch_size={cfg['batch_size']} must be divisible by the number of "
-                         f"processes ({info.world}); it is the global batch")
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob(".*.tmp"):  # a temp file of an atomic write that a SIGKILL interrupted
-            stale.unlink(missing_ok=True)
-        import yaml
-
-        ckpt.atomic_write_text(out / RESOLVED_CONFIG, yaml.safe_dump(cfg, sort_keys=True))
-
+                         f"processes ({rt.dist.world}); it is the global batch")
+    if rt.dist.is_main:
+        _prepare_output(cfg, out)
     bundle = load_data(cfg)
     if bundle.task != setup.task:
         raise ValueError(f"run config: setup={setup.name!r} is a {setup.task} setup but dataset "
@@ -208,146 +281,175 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
     optimizer = build_optimizer(setup, param_groups(net, setup, oc["weight_decay"]), lr=oc["lr"],
                                 momentum=oc["momentum"], weight_decay=oc["weight_decay"],
                                 nesterov=oc["nesterov"], rho=cfg["rho"])
-    n_train = len(bundle.train)
-    epochs = int(cfg["schedule"]["epochs"])
-    steps = steps_per_epoch(n_train, cfg["batch_size"], min_last=2 * info.world)
+    steps = steps_per_epoch(len(bundle.train), cfg["batch_size"], min_last=2 * rt.dist.world)
     schedule = LRSchedule(optimizer, cfg["schedule"], steps)
     generator = torch.Generator().manual_seed(seed)
-    if info.rank > 0:  # augmentation/dropout streams differ per rank; the epoch order (generator) does not
-        ckpt.seed_everything(seed + 7919 * info.rank)
+    if rt.dist.rank > 0:  # augmentation/dropout streams differ per rank; the epoch order (generator) does not
+        ckpt.seed_everything(seed + 7919 * rt.dist.rank)
     probe_x, probe_y = probe_batch(bundle, cfg["probe_batch_size"])
-    probe_x, probe_y = to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device)
+    probe = (to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device))
+    return Run(cfg=cfg, out=out, stop=stop, setup=setup, rt=rt, bundle=bundle, net=net, optimizer=optimizer,
+               schedule=schedule, generator=generator, probe=probe, steps=steps,
+               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start)
 
-    epoch, start_step, history, resumes = 0, 0, [], 0
-    sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-    timing = {"train_s": 0.0, "images": 0.0, "epoch_s": 0.0, "resumes": 0.0, "wall_s": 0.0}
-    epoch_gen_state = generator.get_state()
-    ck_path = out / CHECKPOINT
-    if ck_path.exists():
-        state = ckpt.torch_load(ck_path)
-        if state.get("resume_hash") != resume_hash(cfg):
-            raise ValueError(f"{ck_path} was written by a run with a different configuration; delete it (or use "
-                             "another --out folder) to start this run afresh")
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        epoch, start_step = int(state["epoch"]), int(state["step"])
-        history, sums, timing = list(state["history"]), dict(state["sums"]), dict(state["timing"])
-        timing["resumes"] = timing.get("resumes", 0.0) + 1
-        epoch_gen_state = state["loader_generator"]
-        generator.set_state(epoch_gen_state)
-        rngs = state["rng"]
-        if len(rngs) == info.world:
-            ckpt.restore_rng(rngs[info.rank])
-        else:  # a different number of processes: the run continues correctly, but not bitwise
-            ckpt.seed_everything(seed + 104729 * (epoch + 1) + 7919 * info.rank)
-        resumes = int(timing["resumes"])
-        if info.is_main:
-            print(f"{_label(cfg)} resuming at epoch {epoch + 1}, step {start_step} (resume #{resumes})",
-                  flush=True)
-    wall_base = float(timing.get("wall_s", 0.0))
 
-    train_net = D.wrap_ddp(net, info, rt.device)
-    module = net
-    progress = Progress(_label(cfg), epochs)
-    label_smoothing = float(oc["label_smoothing"])
-    skip_sync = info.enabled and setup.two_pass and not cfg["ddp_sync_perturbation"]
+def _prepare_output(cfg: dict[str, Any], out: Path) -> None:
+    """The output folder, without temp files a SIGKILL left behind, and the resolved config in it."""
+    import yaml
 
-    def save(ep: int, st: int) -> None:
-        rng = D.gather_objects(ckpt.capture_rng(), info)
-        if info.is_main:
-            # mid-epoch: the generator as the epoch began (the resume redraws the same permutation);
-            # at a boundary: as the next epoch will begin
-            gen_state = epoch_gen_state if st > 0 else generator.get_state()
-            ckpt.atomic_torch_save(ck_path, _state(ep, st, module, optimizer, schedule, rng, gen_state,
-                                                   history, sums, timing, cfg, info.world))
-        D.barrier(info)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # a temp file of an atomic write that a SIGKILL interrupted
+        stale.unlink(missing_ok=True)
+    ckpt.atomic_write_text(out / RESOLVED_CONFIG, yaml.safe_dump(cfg, sort_keys=True))
 
-    while epoch < epochs:
-        if start_step == 0:
-            epoch_gen_state = generator.get_state()
-            sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-            timing["epoch_s"] = 0.0
-        else:
-            generator.set_state(epoch_gen_state)
-        batches = epoch_batches(n_train, cfg["batch_size"], generator, info.rank, info.world,
-                                min_last=2 * info.world)
-        net.train()
-        t_epoch = time.perf_counter()
-        step = start_step
-        seg_images = 0
-        lr = schedule.last_lr
-        for x, y in iterate_train(bundle.train, batches[start_step:], cfg["workers"], generator,
-                                  pin_memory=rt.device.type == "cuda"):
-            lr = schedule.set(epoch, step)
-            x, y = to_device(x, rt.device, rt.channels_last), y.to(rt.device, non_blocking=True)
-            if skip_sync:
-                train_net.skip_next_sync()
-            with autocast(rt.device, rt.amp):
-                result = train_step(train_net, optimizer, setup, x, y, label_smoothing=label_smoothing)
-            if not math.isfinite(result.loss):
-                kept = (f"the last good checkpoint ({ck_path}) is kept" if ck_path.exists()
-                        else "no epoch had completed, so no checkpoint was written")
-                raise TrainingDivergedError(
-                    f"setup {setup.name!r} (seed {seed}, rho {cfg['rho']}): the training loss is {result.loss} at "
-                    f"epoch {epoch + 1}, step {step + 1}/{steps}; training stopped and {kept}. "
-                    "Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
-            n = int(y.shape[0])
-            seg_images += n
-            sums["loss"] += result.loss * n
-            sums["correct"] += float((result.logits.argmax(dim=1) == y).sum())
-            sums["count"] += n
-            step += 1
-            progress.bar(epoch, step, steps, result.loss)
-            want_stop = stop.requested
-            if info.enabled:
-                want_stop = D.all_reduce_sum([float(want_stop)], info, rt.device)[0] > 0
-            if want_stop and step < steps:
-                dt = time.perf_counter() - t_epoch
-                timing["train_s"] += dt
-                timing["epoch_s"] += dt
-                timing["images"] += seg_images * info.world
-                timing["wall_s"] = wall_base + time.perf_counter() - t_start
-                save(epoch, step)
-                raise PreemptedError(f"{_label(cfg)} stopped by signal {stop.signum} at epoch {epoch + 1}, step "
-                                     f"{step}/{steps}; checkpoint saved to {ck_path}; run again to resume")
-        dt = time.perf_counter() - t_epoch
-        timing["train_s"] += dt
-        timing["epoch_s"] += dt
-        loss_sum, correct, count = D.all_reduce_sum([sums["loss"], sums["correct"], sums["count"]], info,
-                                                    rt.device)
-        timing["images"] += seg_images * info.world
-        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / count,
-                               "train_acc": 100.0 * correct / count}
-        if info.is_main:
-            if bundle.task == "face":  # margin logits understate it (the margin penalizes the true class)
-                row["train_acc"] = face_train_accuracy(module, bundle.train_eval, cfg["eval_batch_size"],
-                                                       rt.device, rt.amp, rt.channels_last)
-            row["eval_acc"] = evaluate_epoch(module, bundle, cfg, rt)
-            row.update(probe(module, probe_x, probe_y))
-        row["epoch_time_s"] = timing["epoch_s"]
-        history.append(row)
-        epoch += 1
-        start_step = 0
-        sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-        timing["wall_s"] = wall_base + time.perf_counter() - t_start
-        save(epoch, 0)
-        if info.is_main:
-            write_history(out / HISTORY, history)
-            progress.epoch_line(row)
-        want_stop = stop.requested
-        if info.enabled:  # every rank must take the same decision, or the others wait forever
-            want_stop = D.all_reduce_sum([float(want_stop)], info, rt.device)[0] > 0
-        if want_stop and epoch < epochs:
-            raise PreemptedError(f"{_label(cfg)} stopped by signal {stop.signum} after epoch {epoch}; "
-                                 f"checkpoint saved to {ck_path}; run again to resume")
 
+def restore(run: Run) -> RunState:
+    """The state of checkpoint.pt (weights, optimizer, schedule, RNGs loaded in place), or a fresh one."""
+    if not run.ck_path.exists():
+        return RunState(epoch_gen_state=run.generator.get_state())
+    saved = ckpt.torch_load(run.ck_path)
+    if saved.get("resume_hash") != resume_hash(run.cfg):
+        raise ValueError(f"{run.ck_path} was written by a run with a different configuration; delete it (or use "
+                         "another --out folder) to start this run afresh")
+    run.net.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.schedule.load_state_dict(saved["scheduler"])
+    state = RunState.from_checkpoint(saved)
+    state.timing["resumes"] = state.timing.get("resumes", 0.0) + 1
+    _restore_rng(run, saved["rng"], state.epoch)
+    run.wall_base = float(state.timing.get("wall_s", 0.0))
+    if run.info.is_main:
+        print(f"{_label(run.cfg)} resuming at epoch {state.epoch + 1}, step {state.step} "
+              f"(resume #{int(state.timing['resumes'])})", flush=True)
+    return state
+
+
+def _restore_rng(run: Run, rngs: list[Any], epoch: int) -> None:
+    info = run.info
+    if len(rngs) == info.world:
+        ckpt.restore_rng(rngs[info.rank])
+    else:  # a different number of processes: the run continues correctly, but not bitwise
+        ckpt.seed_everything(int(run.cfg["seed"]) + 104729 * (epoch + 1) + 7919 * info.rank)
+
+
+# ---------------------------------------------------------------- one epoch
+def run_epoch(run: Run, state: RunState, progress: Progress) -> None:
+    """The epoch's remaining steps (from state.step); a stop request saves a checkpoint at the step and raises."""
+    from samrepro.optim.step import train_step
+
+    cfg, info, rt = run.cfg, run.info, run.rt
+    if state.step == 0:
+        state.start_epoch()
+    run.generator.set_state(state.epoch_gen_state)  # mid-epoch: the same permutation as before the stop
+    batches = epoch_batches(len(run.bundle.train), cfg["batch_size"], run.generator, info.rank, info.world,
+                            min_last=2 * info.world)
+    run.net.train()
+    t_epoch = time.perf_counter()
+    images = 0
+    label_smoothing = float(cfg["optim"]["label_smoothing"])
+    skip_sync = info.enabled and run.setup.two_pass and not cfg["ddp_sync_perturbation"]
+    for x, y in iterate_train(run.bundle.train, batches[state.step:], cfg["workers"], run.generator,
+                              pin_memory=rt.device.type == "cuda"):
+        run.schedule.set(state.epoch, state.step)
+        x, y = to_device(x, rt.device, rt.channels_last), y.to(rt.device, non_blocking=True)
+        if skip_sync:
+            run.train_net.skip_next_sync()
+        with autocast(rt.device, rt.amp):
+            result = train_step(run.train_net, run.optimizer, run.setup, x, y, label_smoothing=label_smoothing)
+        if not math.isfinite(result.loss):
+            raise _diverged(run, state, result.loss)
+        n = int(y.shape[0])
+        images += n
+        state.sums["loss"] += result.loss * n
+        state.sums["correct"] += float((result.logits.argmax(dim=1) == y).sum())
+        state.sums["count"] += n
+        state.step += 1
+        progress.bar(state.epoch, state.step, run.steps, result.loss)
+        if _stop_requested(run) and state.step < run.steps:
+            state.add_time(time.perf_counter() - t_epoch, images * info.world)
+            _preempt(run, state, f"at epoch {state.epoch + 1}, step {state.step}/{run.steps}")
+    state.add_time(time.perf_counter() - t_epoch, images * info.world)
+
+
+def _stop_requested(run: Run) -> bool:
+    """The SIGTERM flag, agreed by all ranks (every rank must take the same decision or the others hang)."""
+    want = run.stop.requested
+    if run.info.enabled:
+        want = D.all_reduce_sum([float(want)], run.info, run.rt.device)[0] > 0
+    return want
+
+
+def _preempt(run: Run, state: RunState, where: str, save: bool = True) -> None:
+    if save:
+        state.timing["wall_s"] = run.wall_s()
+        save_checkpoint(run, state)
+    raise PreemptedError(f"{_label(run.cfg)} stopped by signal {run.stop.signum} {where}; checkpoint saved to "
+                         f"{run.ck_path}; run again to resume")
+
+
+def _diverged(run: Run, state: RunState, loss: float) -> TrainingDivergedError:
+    kept = (f"the last good checkpoint ({run.ck_path}) is kept" if run.ck_path.exists()
+            else "no epoch had completed, so no checkpoint was written")
+    return TrainingDivergedError(
+        f"setup {run.setup.name!r} (seed {run.cfg['seed']}, rho {run.cfg['rho']}): the training loss is {loss} "
+        f"at epoch {state.epoch + 1}, step {state.step + 1}/{run.steps}; training stopped and {kept}. "
+        "Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
+
+
+def save_checkpoint(run: Run, state: RunState) -> None:
+    """checkpoint.pt: the run state, weights, optimizer, schedule, every rank's RNGs, the config's hashes."""
+    rng = D.gather_objects(ckpt.capture_rng(), run.info)
+    if run.info.is_main:
+        ckpt.atomic_torch_save(run.ck_path, {
+            "format": CHECKPOINT_FORMAT, **state.to_checkpoint(), "model": run.net.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict(), "rng": rng,
+            "resume_hash": resume_hash(run.cfg), "config_hash": config_hash(run.cfg),
+            "world_size": run.info.world})
+    D.barrier(run.info)
+
+
+# ---------------------------------------------------------------- end of epoch, end of run
+def end_of_epoch(run: Run, state: RunState, progress: Progress) -> None:
+    """History row (train figures over ranks, evaluation and probes on rank 0), checkpoint, progress line."""
+    row = _epoch_row(run, state)
+    state.history.append(row)
+    state.epoch, state.step = state.epoch + 1, 0
+    state.sums = _zero_sums()
+    state.epoch_gen_state = run.generator.get_state()  # as the next epoch will begin
+    state.timing["wall_s"] = run.wall_s()
+    save_checkpoint(run, state)
+    if run.info.is_main:
+        write_history(run.out / HISTORY, state.history)
+        progress.epoch_line(row)
+    if _stop_requested(run) and state.epoch < run.epochs:
+        _preempt(run, state, f"after epoch {state.epoch}", save=False)  # the checkpoint above is the one
+
+
+def _epoch_row(run: Run, state: RunState) -> dict[str, Any]:
+    cfg, rt, bundle = run.cfg, run.rt, run.bundle
+    sums = state.sums
+    loss_sum, correct, count = D.all_reduce_sum([sums["loss"], sums["correct"], sums["count"]], run.info,
+                                                rt.device)
+    row: dict[str, Any] = {"epoch": state.epoch + 1, "lr": run.schedule.last_lr, "train_loss": loss_sum / count,
+                           "train_acc": 100.0 * correct / count}
+    if run.info.is_main:
+        if bundle.task == "face":  # margin logits understate it (the margin penalizes the true class)
+            row["train_acc"] = face_train_accuracy(run.net, bundle.train_eval, cfg["eval_batch_size"], rt.device,
+                                                   rt.amp, rt.channels_last)
+        row["eval_acc"] = evaluate_epoch(run.net, bundle, cfg, rt)
+        row.update(probe(run.net, *run.probe))
+    row["epoch_time_s"] = state.timing["epoch_s"]
+    return row
+
+
+def finish(run: Run, state: RunState) -> dict[str, Any]:
+    """model.pt and metrics.json on rank 0 (empty dict elsewhere), then leave the process group."""
     metrics: dict[str, Any] = {}
-    if info.is_main:
-        timing["wall_s"] = wall_base + time.perf_counter() - t_start
-        metrics = finalize(cfg, out, module, bundle, history, timing, rt)
-    D.barrier(info)
-    D.shutdown(info)
+    if run.info.is_main:
+        state.timing["wall_s"] = run.wall_s()
+        metrics = finalize(run.cfg, run.out, run.net, run.bundle, state.history, state.timing, run.rt)
+    D.barrier(run.info)
+    D.shutdown(run.info)
     return metrics
 
 
