@@ -12,8 +12,6 @@ import yaml
 
 from samrepro.cli import main
 from samrepro.study.config import (
-    RHO_FREE_SETUPS,
-    SETUP_TASK,
     experiment_spec,
     fmt_rho,
     job_resources,
@@ -54,12 +52,6 @@ def test_schema_error_names_the_key():
     bad["experiments"]["e"]["resources"] = {"train": {"gpus": 2}}
     with pytest.raises(ValueError, match=r"experiments.e.resources.train.*'gpus' was unexpected"):
         validate_schema(bad)
-
-
-def test_setup_table_matches_the_library():
-    setups = pytest.importorskip("samrepro.optim.setups")
-    assert {n: s.task for n, s in setups.SETUPS.items()} == SETUP_TASK
-    assert {n for n, s in setups.SETUPS.items() if s.perturbation == "none"} == RHO_FREE_SETUPS
 
 
 def test_plan_tune_and_final(tmp_path, capsys):

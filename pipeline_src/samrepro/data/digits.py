@@ -170,12 +170,11 @@ def _prepare_openset(root: Path, download: bool) -> dict[str, Any]:
 
 
 register(
-    DatasetSpec("digits", "classification", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS)
+    DatasetSpec("digits", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS)
 )
 register(
     DatasetSpec(
         "digits_openset",
-        "face",
         _build_openset,
         _prepare_openset,
         "bundled with scikit-learn",

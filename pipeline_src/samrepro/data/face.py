@@ -284,11 +284,16 @@ def _prepare_folder(root: Path, download: bool) -> dict[str, Any]:
     return {"files": files, "counts": counts}
 
 
-for _name in ("face_rec", "casia_webface", "ms1mv2"):
-    _b, _p = _build_rec(_name)
-    register(DatasetSpec(_name, "face", _b, _p, HOW_REC, FACE_OPTIONS))
+def _register_rec(name: str) -> None:
+    build, prepare = _build_rec(name)
+    register(DatasetSpec(name, build, prepare, HOW_REC, FACE_OPTIONS))
+
+
+_register_rec("face_rec")
+_register_rec("casia_webface")
+_register_rec("ms1mv2")
 register(
     DatasetSpec(
-        "face_folder", "face", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS
+        "face_folder", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS
     )
 )

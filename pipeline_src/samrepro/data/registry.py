@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from samrepro import catalog
+
 SMALL_FILE_BYTES = 64 * 1024 * 1024  # files up to this size get a sha256 in the manifest
 
 
@@ -107,18 +109,33 @@ PrepareFn = Callable[[Path, bool], dict[str, Any]]
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """How to build, verify and obtain one dataset; its name and task come from `samrepro.catalog`."""
+
     name: str
-    task: str
     build: BuildFn
     prepare: PrepareFn
     how_to_obtain: str
     options: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if not (callable(self.build) and callable(self.prepare)):
+            raise TypeError(
+                f"DatasetSpec({self.name!r}, ...): the arguments are (name, build, prepare, how_to_obtain, "
+                "options); the task is no argument, it comes from samrepro/catalog.py DATASETS"
+            )
+
+    @property
+    def task(self) -> str:
+        return catalog.dataset_task(self.name)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add a dataset family's builder; its name must be a catalog entry (which gives its task)."""
+    if spec.name not in catalog.DATASETS:
+        raise ValueError(f"dataset '{spec.name}' is not in samrepro/catalog.py DATASETS; add it there first")
     if spec.name in DATASETS:
         raise ValueError(f"dataset '{spec.name}' registered twice")
     DATASETS[spec.name] = spec

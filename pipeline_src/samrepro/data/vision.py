@@ -481,17 +481,16 @@ for _layout, _name, _mean, _std in (
 ):
     _b, _p = _build_cifar(_layout, _name, _mean, _std)
     register(
-        DatasetSpec(_name, "classification", _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS)
+        DatasetSpec(_name, _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS)
     )
 register(
     DatasetSpec(
-        "fashion_mnist", "classification", _build_fmnist, _prepare_fmnist, "torchvision download", AUG_OPTIONS
+        "fashion_mnist", _build_fmnist, _prepare_fmnist, "torchvision download", AUG_OPTIONS
     )
 )
 register(
     DatasetSpec(
         "food101",
-        "classification",
         _build_food,
         _prepare_food,
         f"torchvision download of {FOOD_URL}",
@@ -501,7 +500,6 @@ register(
 register(
     DatasetSpec(
         "imagenet",
-        "classification",
         _build_imagenet,
         _prepare_imagenet,
         "https://image-net.org/download.php (ImageFolder layout train/ val/)",

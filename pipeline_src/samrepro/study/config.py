@@ -12,48 +12,14 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-# Setup name -> task. Mirrors samrepro.optim.setups.SETUPS (tests/test_workflow_study.py checks that the two
-# agree); duplicated here because importing samrepro.optim imports torch.
-SETUP_TASK: dict[str, str] = {
-    "SGD": "classification",
-    "SAM": "classification",
-    "AACE": "classification",
-    "SCE-SAM": "classification",
-    "SAACE": "classification",
-    "ASAM": "classification",
-    "ArcFace": "face",
-    "AdaFace": "face",
-    "FlatFace-SAM-ArcFace": "face",
-    "FlatFace-SAM-AdaFace": "face",
-    "FlatFace-AACE-ArcFace": "face",
-    "FlatFace-AACE-AdaFace": "face",
-}
-# Setups without a perturbation (perturbation "none"): they have no rho and are never tuned.
-RHO_FREE_SETUPS: frozenset[str] = frozenset({"SGD", "ArcFace", "AdaFace"})
-FACE_DATASETS: frozenset[str] = frozenset({"digits_openset", "face_rec", "face_folder", "casia_webface", "ms1mv2"})
+from samrepro import catalog
+from samrepro.schema import load_schema
 
 RULE_KINDS = ("prepare", "tune", "train", "evaluate", "track", "report")
-
-
-def repo_root() -> Path:
-    """The checkout holding `workflow/` (the package is installed editable from `pipeline_src/`)."""
-    return Path(__file__).resolve().parents[3]
-
-
-def schema_path() -> Path:
-    """The one schema file, also used by the Snakefile; $SAMREPRO_SCHEMA overrides (non-editable installs)."""
-    env = os.environ.get("SAMREPRO_SCHEMA")
-    path = Path(env) if env else repo_root() / "workflow" / "schemas" / "config.schema.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"config schema not found at {path}: run from a samrepro checkout or set SAMREPRO_SCHEMA"
-        )
-    return path
 
 
 def fmt_rho(rho: float) -> str:
@@ -85,7 +51,7 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     import jsonschema
     from jsonschema import Draft202012Validator, validators
 
-    schema = yaml.safe_load(schema_path().read_text())
+    schema = load_schema()
     base = Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
 
@@ -115,13 +81,13 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
 def check_study(config: Mapping[str, Any]) -> None:
     """Checks the schema cannot express: setups match the dataset's task, setup_overrides name used setups."""
     for name, exp in config["experiments"].items():
-        task = "face" if exp["dataset"]["name"] in FACE_DATASETS else "classification"
+        task = task_of(exp)
         for setup in exp["setups"]:
-            if SETUP_TASK[setup] != task:
+            if catalog.SETUPS[setup].task != task:
                 raise ValueError(
-                    f"experiments.{name}.setups: setup '{setup}' is a {SETUP_TASK[setup]} setup but dataset "
-                    f"'{exp['dataset']['name']}' is a {task} dataset; use the "
-                    f"{sorted(s for s, t in SETUP_TASK.items() if t == task)} setups with it"
+                    f"experiments.{name}.setups: setup '{setup}' is a {catalog.SETUPS[setup].task} setup but "
+                    f"dataset '{exp['dataset']['name']}' is a {task} dataset; use the "
+                    f"{sorted(catalog.setups_of_task(task))} setups with it"
                 )
         for setup in exp.get("setup_overrides", {}):
             if setup not in exp["setups"]:
@@ -130,7 +96,7 @@ def check_study(config: Mapping[str, Any]) -> None:
                     f"experiments.{name}.setups {exp['setups']}; add it there or drop the override"
                 )
         for setup, over in exp.get("setup_overrides", {}).items():
-            if setup in RHO_FREE_SETUPS and ("rho" in over or "rho_grid" in over):
+            if catalog.SETUPS[setup].rho_free and ("rho" in over or "rho_grid" in over):
                 raise ValueError(
                     f"experiments.{name}.setup_overrides.{setup}: {setup} has no perturbation, so no rho; "
                     "remove rho/rho_grid there"
@@ -187,7 +153,7 @@ def load_study(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
 
 
 def task_of(exp: Mapping[str, Any]) -> str:
-    return "face" if exp["dataset"]["name"] in FACE_DATASETS else "classification"
+    return catalog.dataset_task(exp["dataset"]["name"])
 
 
 def setup_value(exp: Mapping[str, Any], setup: str, key: str) -> Any:
@@ -198,7 +164,7 @@ def setup_value(exp: Mapping[str, Any], setup: str, key: str) -> Any:
 
 def is_tuned(exp: Mapping[str, Any], setup: str) -> bool:
     """Tuned = the setup has a rho and the config fixes none (DESIGN 'The DAG', step 2)."""
-    return setup not in RHO_FREE_SETUPS and "rho" not in exp.get("setup_overrides", {}).get(setup, {})
+    return not catalog.SETUPS[setup].rho_free and "rho" not in exp.get("setup_overrides", {}).get(setup, {})
 
 
 def fixed_rho(exp: Mapping[str, Any], setup: str) -> float | None:

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
+from samrepro import catalog
 from samrepro.atomic import atomic_write_text
-from samrepro.study.config import RHO_FREE_SETUPS, fixed_rho, is_tuned, setup_value
+from samrepro.study.config import fixed_rho, is_tuned, setup_value
 
 PHASES = ("tune", "final")
 
@@ -24,7 +25,7 @@ PHASES = ("tune", "final")
 def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | None, best: str | None) -> float | None:
     """The rho of a run: none for rho-free setups, the grid value when tuning, else fixed or best.json."""
     name = f"{spec['experiment']}/{setup}"
-    if setup in RHO_FREE_SETUPS:
+    if catalog.get_setup(setup).rho_free:
         if rho is not None:
             raise ValueError(f"{name}: setup {setup} has no perturbation; do not pass --rho")
         return None
