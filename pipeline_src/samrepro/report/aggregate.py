@@ -1,6 +1,6 @@
 """Aggregation for the report (DESIGN 'The DAG', step 6): per-seed metrics -> mean ± std per
 experiment x setup x metric, the papers' numbers and our difference beside them, and a Welch t-test of each
-setup against its baseline (samrepro.optim.setups: SAM vs SGD, AACE vs SAM, FlatFace-* vs its margin head)."""
+setup against its baseline (samrepro.catalog: SAM vs SGD, AACE vs SAM, FlatFace-* vs its margin head)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from samrepro.track.runs import RunRecord, flatten_eval
@@ -19,8 +20,8 @@ PRIMARY = {"classification": "test_top1", "face": "verification_mean"}
 
 
 def baselines() -> dict[str, str | None]:
-    """setup -> baseline setup, from the library's single definition (samrepro.optim.setups)."""
-    from samrepro.optim.setups import SETUPS
+    """setup -> baseline setup, from the library's single definition (samrepro.catalog, torch-free)."""
+    from samrepro.catalog import SETUPS
 
     return {name: s.baseline for name, s in SETUPS.items()}
 
@@ -39,13 +40,19 @@ def runs_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
 
 
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (ddof=1; 0 for a single seed) and n over seeds per experiment x setup x metric."""
+    """Per experiment x setup x metric: n finite seeds, their mean and std (ddof=1; NaN below 2 seeds), and
+    the seeds that are there but not finite (n_nonfinite) or lack the metric (n_missing): never dropped silently."""
+    cols = ["experiment", "setup", "metric", "n", "mean", "std", "n_runs", "n_nonfinite", "n_missing"]
     if frame.empty:
-        return pd.DataFrame(columns=["experiment", "setup", "metric", "n", "mean", "std"])
-    g = frame.groupby(["experiment", "setup", "metric"], sort=False)["value"]
-    out = g.agg(n="count", mean="mean", std="std").reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    return out
+        return pd.DataFrame(columns=cols)
+    finite = frame.assign(value=frame["value"].where(np.isfinite(frame["value"].astype(float))))
+    g = finite.groupby(["experiment", "setup", "metric"], sort=False)["value"]
+    out = g.agg(n="count", mean="mean", std="std", rows="size").reset_index()
+    runs = frame.groupby(["experiment", "setup"])["seed"].nunique()
+    out["n_runs"] = [int(runs[(e, s)]) for e, s in zip(out.experiment, out.setup, strict=True)]
+    out["n_nonfinite"] = out["rows"] - out["n"]
+    out["n_missing"] = out["n_runs"] - out["rows"]
+    return out[cols]
 
 
 def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) -> tuple[float, float | None] | None:
@@ -74,16 +81,18 @@ def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) ->
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided Welch t-test p-value; NaN when either side has < 2 seeds or both have zero variance."""
+    """Two-sided Welch t-test p-value over the finite seeds; NaN when either side has < 2 or both have zero
+    variance."""
     from scipy import stats
 
+    a, b = [x for x in a if math.isfinite(x)], [x for x in b if math.isfinite(x)]
     if len(a) < 2 or len(b) < 2:
         return math.nan
     if pd.Series(a).std() == 0 and pd.Series(b).std() == 0:
         return math.nan
     with warnings.catch_warnings():  # near-identical seeds: scipy warns, the p-value is still the answer
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(list(a), list(b), equal_var=False).pvalue)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def comparison_table(frame: pd.DataFrame, experiments: Mapping[str, Mapping[str, Any]],
@@ -115,21 +124,30 @@ def comparison_table(frame: pd.DataFrame, experiments: Mapping[str, Mapping[str,
         if b and b in exp_cfg.get("setups", [b]):
             mine = per_seed.get((row["experiment"], row["setup"], row["metric"]), [])
             theirs = per_seed.get((row["experiment"], b, row["metric"]), [])
+            finite = [x for x in theirs if math.isfinite(x)]
             if theirs:
                 rec["baseline"] = b
-                rec["baseline_mean"] = sum(theirs) / len(theirs)
+                rec["baseline_mean"] = sum(finite) / len(finite) if finite else math.nan
                 rec["p_value"] = welch_p(mine, theirs)
         records.append(rec)
     return pd.DataFrame(records)
 
 
 def fmt_mean_std(mean: float, std: float | None, digits: int = 2) -> str:
-    """'mean ± std' (the form every table uses); '' for a missing mean."""
+    """'mean ± std' (the form every table uses); '' for a missing mean, no ± without a std."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_cell(row: Mapping[str, Any], digits: int = 2) -> str:
+    """A table cell with its own count: '83.00 ± 1.00 (n=3)', '84.10 (n=1; 1 NaN, 1 missing)', 'NaN (n=0; 3 NaN)'.
+    `row` is a summarize() row; seeds whose value is non-finite or absent are shown, never dropped."""
+    value = fmt_mean_std(row["mean"], row["std"] if row["n"] >= 2 else None, digits) or "NaN"
+    bad = [f"{row[k]} {label}" for k, label in (("n_nonfinite", "NaN"), ("n_missing", "missing")) if row[k]]
+    return f"{value} (n={row['n']}{'; ' + ', '.join(bad) if bad else ''})"
 
 
 def fmt_p(p: float) -> str:

@@ -1,4 +1,5 @@
-"""Report figures (matplotlib, Agg): generalization gap, AACE mechanism, rho tuning curves, sharpness."""
+"""Report figures (matplotlib, Agg): claims' forest plot, generalization gap, AACE mechanism, rho tuning
+curves, sharpness."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def bar_with_errors(summary: pd.DataFrame, experiment: str, setups: Sequence[str
     if not names:
         return None
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.4))
-    ax.bar(range(len(names)), rows.loc[names, "mean"], yerr=rows.loc[names, "std"], capsize=4,
+    ax.bar(range(len(names)), rows.loc[names, "mean"], yerr=rows.loc[names, "std"].fillna(0.0), capsize=4,
            color=[f"C{i}" for i in range(len(names))])
     ax.set_xticks(range(len(names)), names, rotation=25, ha="right")
     ax.set_ylabel(ylabel)
@@ -97,4 +98,37 @@ def rho_curves(tune_runs: Sequence[RunRecord], best: Mapping[str, Mapping[str, A
     ax.set_title(f"{experiment}: rho tuning (★ = selected)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+VERDICT_COLORS = {"reproduced": "#2e7d32", "contradicted": "#c62828", "inconclusive": "#e0a800",
+                  "not run": "#9e9e9e"}
+
+
+def forest(claims: pd.DataFrame, experiment: str, path: Path) -> Path | None:
+    """Each claim's Δ (ours: setup − baseline) with its 95 % CI, coloured by verdict; the published Δ as a
+    hollow diamond; the zero line. One row per claim, top to bottom in the claims' order."""
+    rows = claims[claims.experiment == experiment].reset_index(drop=True)
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.32 * len(rows)))
+    y = list(range(len(rows)))[::-1]
+    for yi, r in zip(y, rows.to_dict("records"), strict=True):
+        color = VERDICT_COLORS[r["verdict"]]
+        if pd.notna(r["ci_low"]):
+            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=color, linewidth=2.2, solid_capstyle="butt")
+        ax.plot([r["delta"]], [yi], "o", color=color, markersize=6)
+        if pd.notna(r["published_delta"]):
+            ax.plot([r["published_delta"]], [yi], "D", markerfacecolor="none", markeredgecolor="black", markersize=7)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [f"{r.setup} vs {r.baseline} · {r.metric}" for r in rows.itertuples()], fontsize=8)
+    ax.set_ylim(-0.8, len(rows) - 0.2)
+    ax.set_xlabel("Δ = setup − baseline (points); bar = 95 % Welch CI, ◇ = published Δ")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", linewidth=2.2, label=v) for v, c in VERDICT_COLORS.items()
+               if v in set(rows.verdict)]
+    handles.append(plt.Line2D([], [], color="black", marker="D", markerfacecolor="none", linestyle="none",
+                              label="published Δ"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(f"{experiment}: the claims (Δ with 95 % CI)")
     return _save(fig, path)

@@ -1,13 +1,15 @@
-"""Build the study report: tables (mean ± std, paper, Δ, Welch p), figures, and the HTML/Markdown pages.
+"""Build the study report: the claims' scoreboard and forest plots, tables (mean ± std with each cell's own n,
+the paper's numbers beside ours), figures, and the HTML/Markdown pages, with a provenance header.
 
 The HTML is self-contained (figures base64-embedded) so it opens in any browser, from any folder; the
-Markdown references figures/*.png next to it.
+Markdown references figures/*.png next to it. claims.csv and summary.csv hold every number shown.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -20,8 +22,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from samrepro.atomic import atomic_write_text
 from samrepro.report import plots
-from samrepro.report.aggregate import PRIMARY, comparison_table, fmt_mean_std, fmt_p, paper_value, runs_frame
-from samrepro.track.runs import RunRecord, read_run, run_folder
+from samrepro.report.aggregate import (
+    PRIMARY,
+    comparison_table,
+    fmt_cell,
+    fmt_mean_std,
+    fmt_p,
+    paper_value,
+    runs_frame,
+)
+from samrepro.report.claims import agreement, evaluate_claims, load_claims, study_claims
+from samrepro.track.runs import RunRecord, flatten_eval, read_run, run_folder
 
 # metric columns shown per task, in order (others go to the full table)
 COLUMNS = {
@@ -32,6 +43,8 @@ COLUMNS = {
 LABELS = {"test_top1": "test top-1 %", "test_top5": "test top-5 %", "train_acc": "train acc %",
           "gap": "gen. gap (pp)", "sharpness_top_eigenvalue": "top Hessian eig.",
           "verification_mean": "verif. mean %", "eval_acc": "eval acc %"}
+VERSIONED = ("samrepro", "torch", "numpy", "scipy", "pandas", "matplotlib", "snakemake", "mlflow")
+MARKS = {"reproduced": "🟩", "contradicted": "🟥", "inconclusive": "🟨", "not run": "⬜"}
 
 
 def _infer_experiments(runs: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
@@ -46,66 +59,141 @@ def _infer_experiments(runs: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
 
 
 def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best: Mapping[str, Mapping[str, Any]],
-                 spec: Mapping[str, Any], paper: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Write out_dir/{index.html, report.md, summary.csv, figures/*.png}; return the template context."""
+                 spec: Mapping[str, Any], paper: Mapping[str, Any], out_dir: Path,
+                 declared: Sequence[Mapping[str, Any]] = (), references: Sequence[Mapping[str, Any]] = (),
+                 manifests: Sequence[str] = ()) -> dict[str, Any]:
+    """Write out_dir/{index.html, report.md, summary.csv, claims.csv, figures/*.png}; return the context."""
     experiments = dict(spec.get("experiments") or _infer_experiments(runs))
     frame = runs_frame(runs)
     table = comparison_table(frame, experiments, paper)
+    claims = evaluate_claims(study_claims(declared, experiments), frame, experiments, paper)
     fig_dir = out_dir / "figures"
-    sections = []
-    for name, exp in experiments.items():
-        task = exp.get("task") or "classification"
-        ran = set(frame.loc[frame.experiment == name, "setup"])
-        setups = [s for s in exp.get("setups", []) if s in ran]
-        t = table[table.experiment == name] if not table.empty else table
-        if t.empty:
-            sections.append({"name": name, "exp": exp, "missing": True})
-            continue
-        primary = PRIMARY[task]
-        present = set(t.metric)
-        cols = [c for c in COLUMNS[task] if c in present]
-        main_rows = []
-        for setup in setups:
-            rows = t[t.setup == setup].set_index("metric")
-            p = rows.loc[primary] if primary in rows.index else None
-            rho = rows["rho"].iloc[0]
-            main_rows.append({
-                "setup": setup,
-                "rho": "—" if rho is None or (isinstance(rho, float) and math.isnan(rho)) else f"{rho:g}",
-                "n": int(rows["n"].max()),
-                "cells": [fmt_mean_std(rows.loc[c, "mean"], rows.loc[c, "std"]) if c in rows.index else ""
-                          for c in cols],
-                "paper": "" if p is None else fmt_mean_std(p["paper"], p["paper_std"]),
-                "paper_label": "" if p is None else p["paper_label"],
-                "diff": "" if p is None or math.isnan(p["diff"]) else f"{p['diff']:+.2f}",
-                # the baseline with our difference to it: a two-sided p alone does not say which way
-                "baseline": "" if p is None or not p["baseline"]
-                else f"{p['baseline']} ({p['mean'] - p['baseline_mean']:+.2f})",
-                "p_value": "" if p is None or not p["baseline"] else fmt_p(p["p_value"]),
-            })
-        paper_rows = _paper_rows(t, exp.get("paper", []), paper, setups)
-        figures = _figures(runs, tune_runs, best, t, name, task, setups, fig_dir)
-        tuned = [tuned_row(s, best[f"{name}/{s}"]) for s in setups if f"{name}/{s}" in best]
-        sections.append({
-            "name": name, "exp": exp, "task": task, "primary": LABELS.get(primary, primary), "missing": False,
-            "columns": [LABELS.get(c, c) for c in cols], "rows": main_rows, "paper_rows": paper_rows,
-            "figures": figures, "tuned": tuned,
-        })
-    full = table.copy()
+    sections = [_section(name, exp, runs, tune_runs, best, frame, table, claims, paper, references, fig_dir)
+                for name, exp in experiments.items()]
     context = {
         "study": spec.get("study", "study"),
         "description": spec.get("description", ""),
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "n_runs": len(runs), "n_tune": len(tune_runs), "sections": sections,
         "tracking_hint": spec.get("tracking_hint", ""),
+        "scoreboard": [_claim_row(r) for r in claims.to_dict("records")],
+        "verdict_counts": {v: int((claims.verdict == v).sum()) for v in MARKS if (claims.verdict == v).any()},
+        "provenance": provenance(spec, manifests),
+        "claims": claims,
     }
+    _write(out_dir, context, table, claims)
+    return context
+
+
+def _write(out_dir: Path, context: Mapping[str, Any], table: pd.DataFrame, claims: pd.DataFrame) -> None:
     env = Environment(loader=PackageLoader("samrepro.report", "templates"),
                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "summary.csv", full.to_csv(index=False))
+    atomic_write_text(out_dir / "summary.csv", table.to_csv(index=False))
+    atomic_write_text(out_dir / "claims.csv", claims.to_csv(index=False))
     atomic_write_text(out_dir / "report.md", env.get_template("report.md.j2").render(**context))
     atomic_write_text(out_dir / "index.html", env.get_template("index.html.j2").render(**context))
-    return context
+
+
+def _section(name: str, exp: Mapping[str, Any], runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord],
+             best: Mapping[str, Mapping[str, Any]], frame: pd.DataFrame, table: pd.DataFrame, claims: pd.DataFrame,
+             paper: Mapping[str, Any], references: Sequence[Mapping[str, Any]], fig_dir: Path) -> dict[str, Any]:
+    """One experiment: its claims, the main table (ours, reference rows), published numbers, ρ, figures."""
+    task = exp.get("task") or "classification"
+    ran = set(frame.loc[frame.experiment == name, "setup"]) if not frame.empty else set()
+    setups = [s for s in exp.get("setups", []) if s in ran]
+    t = table[table.experiment == name] if not table.empty else table
+    if t.empty:
+        return {"name": name, "exp": exp, "missing": True}
+    primary = exp.get("primary_metric") or PRIMARY[task]
+    cols = [c for c in COLUMNS[task] if c in set(t.metric)]
+    rows = [_setup_row(setup, t[t.setup == setup].set_index("metric"), primary, cols) for setup in setups]
+    rows += [_reference_row(ref, cols) for ref in references if ref["experiment"] == name]
+    mine = claims[claims.experiment == name]
+    forest = plots.forest(claims, name, fig_dir / f"forest_{name}.png")
+    return {
+        "name": name, "exp": exp, "task": task, "primary": LABELS.get(primary, primary), "missing": False,
+        "columns": [LABELS.get(c, c) for c in cols], "rows": rows,
+        "paper_rows": _paper_rows(t, exp.get("paper", []), paper, setups),
+        "claims": [_claim_row(r) for r in mine.to_dict("records")],
+        "forest": None if forest is None else _figure(forest, "claims: Δ with 95 % CI"),
+        "figures": _figures(runs, tune_runs, best, t, name, task, setups, fig_dir),
+        "tuned": [tuned_row(s, best[f"{name}/{s}"]) for s in setups if f"{name}/{s}" in best],
+    }
+
+
+def _setup_row(setup: str, rows: pd.DataFrame, primary: str, cols: Sequence[str]) -> dict[str, Any]:
+    """One setup in the main table: every cell with its own n (missing and non-finite seeds counted)."""
+    p = rows.loc[primary] if primary in rows.index else None
+    rho = rows["rho"].iloc[0]
+    base_delta = math.nan if p is None or not p["baseline"] else p["mean"] - p["baseline_mean"]
+    return {
+        "setup": setup,
+        "rho": "—" if rho is None or (isinstance(rho, float) and math.isnan(rho)) else f"{rho:g}",
+        "n": int(rows["n_runs"].max()),
+        "cells": [fmt_cell(rows.loc[c]) if c in rows.index else "" for c in cols],
+        "paper": "" if p is None else fmt_mean_std(p["paper"], p["paper_std"]),
+        "paper_label": "" if p is None else p["paper_label"],
+        "diff": "" if p is None or math.isnan(p["diff"]) else f"{p['diff']:+.2f}",
+        # the baseline with our difference to it (n/a when either side has no finite seed)
+        "baseline": "" if p is None or not p["baseline"]
+        else f"{p['baseline']} ({'n/a' if math.isnan(base_delta) else f'{base_delta:+.2f}'})",
+    }
+
+
+def _reference_row(ref: Mapping[str, Any], cols: Sequence[str]) -> dict[str, Any]:
+    """A deterministic reference (e.g. raw pixels): one value per metric, n = 1."""
+    values = ref["metrics"]
+    return {"setup": f"{ref['name']} (reference)", "rho": "—", "n": 1, "reference": True,
+            "cells": [f"{values[c]:.2f} (n=1)" if c in values else "" for c in cols],
+            "paper": "", "paper_label": "", "diff": "", "baseline": ""}
+
+
+def _fmt(x: float, fmt: str = "+.2f") -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def _claim_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim as the scoreboard and the per-experiment claims table show it."""
+    ci = "" if math.isnan(r["ci_low"]) else f" [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    needed = r["seeds_needed"]
+    return {
+        "id": r["id"], "experiment": r["experiment"], "metric": r["metric"], "source": r["source"],
+        "verdict": r["verdict"], "css": r["verdict"].replace(" ", "-"), "mark": MARKS[r["verdict"]],
+        "text": r["verdict_text"], "ours": f"{_fmt(r['delta'])}{ci}",
+        "n": f"{r['n_setup']} vs {r['n_baseline']}" + _nonfinite(r),
+        "published": _fmt(r["published_delta"]),
+        "opposes": bool(r["published_delta"] * (1 if r["direction"] == "greater" else -1) <= 0),
+        "p": fmt_p(r["p_one_sided"]), "p_holm": fmt_p(r["p_holm"]), "g": _fmt(r["hedges_g"]),
+        "mde": _fmt(r["mde"], ".2f"),
+        "needed": "—" if needed is None or (isinstance(needed, float) and math.isnan(needed))
+        else f"{int(needed)} ({r['seeds_basis']})",
+    }
+
+
+def _nonfinite(r: Mapping[str, Any]) -> str:
+    bad = [f"{r[k]} {side}" for k, side in (("nonfinite_setup", "setup"), ("nonfinite_baseline", "baseline"))
+           if r[k]]
+    return f" ({', '.join(bad)} seeds NaN/missing)" if bad else ""
+
+
+def provenance(spec: Mapping[str, Any], manifests: Sequence[str]) -> dict[str, Any]:
+    """What makes the report auditable on its own: code, config, package versions, data manifests."""
+    from importlib import metadata
+
+    from samrepro.track.mlflow_log import git_commit
+
+    commit, dirty = git_commit()
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    data = [{"dataset": Path(m).stem, "file": m, "sha256": hashlib.sha256(Path(m).read_bytes()).hexdigest()}
+            for m in manifests if m]
+    return {"commit": commit, "dirty": dirty, "config_hash": spec.get("config_hash", "") or "not given",
+            "versions": versions, "manifests": data}
 
 
 def tuned_row(setup: str, best: Mapping[str, Any]) -> dict[str, str]:
@@ -128,9 +216,11 @@ def _paper_rows(table: pd.DataFrame, refs: Sequence[Mapping[str, Any]], paper: M
             ours = table[(table.setup == setup) & (table.metric == ref["metric"])]
             if found is None or ours.empty:
                 continue
-            mean, std = ours.iloc[0]["mean"], ours.iloc[0]["std"]
-            rows.append({"setup": setup, "metric": ref["metric"], "ours": fmt_mean_std(mean, std),
-                         "paper": fmt_mean_std(found[0], found[1]), "diff": f"{mean - found[0]:+.2f}",
+            row = ours.iloc[0]
+            agrees, bound = agreement(row["mean"], row["std"], int(row["n"]), found[0], found[1])
+            rows.append({"setup": setup, "metric": ref["metric"], "ours": fmt_cell(row),
+                         "paper": fmt_mean_std(found[0], found[1]), "diff": _fmt(row["mean"] - found[0]),
+                         "agrees": "n/a" if agrees is None else f"{'yes' if agrees else 'no'} (2 SE = {bound:.2f})",
                          "label": ref.get("label") or ref["path"]})
     return rows
 
@@ -147,8 +237,11 @@ def _figures(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best: Ma
                               f"{name}: sharpness of the final model", fig_dir / f"sharpness_{name}.png"),
     ]
     captions = ["generalization gap", "mechanism: CE vs AACE", "rho tuning", "sharpness"]
-    return [{"file": f"figures/{p.name}", "caption": c, "b64": base64.b64encode(p.read_bytes()).decode()}
-            for p, c in zip(paths, captions, strict=True) if p is not None]
+    return [_figure(p, c) for p, c in zip(paths, captions, strict=True) if p is not None]
+
+
+def _figure(path: Path, caption: str) -> dict[str, str]:
+    return {"file": f"figures/{path.name}", "caption": caption, "b64": base64.b64encode(path.read_bytes()).decode()}
 
 
 def load_best(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -160,10 +253,32 @@ def load_best(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def load_references(paths: Sequence[str]) -> list[dict[str, Any]]:
+    """Reference results (eval.json-shaped: experiment, name, benchmarks / metrics); a bad file is refused in
+    one line naming it."""
+    out = []
+    for p in paths:
+        if not p:
+            continue
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"reference file {p}: not readable JSON ({type(err).__name__}); rerun the job that "
+                             "wrote it (delete the file first)") from None
+        if not (isinstance(data, dict) and isinstance(data.get("experiment"), str)
+                and isinstance(data.get("name"), str)):
+            raise ValueError(f"reference file {p}: needs string keys 'experiment' and 'name' beside its metrics")
+        out.append({"experiment": data["experiment"], "name": data["name"], "metrics": flatten_eval(data)})
+    return out
+
+
 def report_from_files(spec: Mapping[str, Any], paper_path: str | None, run_paths: Sequence[str],
-                      tune_paths: Sequence[str], best_paths: Sequence[str], out_dir: str | Path) -> dict[str, Any]:
+                      tune_paths: Sequence[str], best_paths: Sequence[str], out_dir: str | Path,
+                      claims_path: str | None = None, reference_paths: Sequence[str] = (),
+                      manifests: Sequence[str] = ()) -> dict[str, Any]:
     runs = [read_run(run_folder(p), require_eval=True) for p in run_paths if p]
     tune = [read_run(run_folder(p)) for p in tune_paths if p]
-    paper = yaml.safe_load(Path(paper_path).read_text()) if paper_path else {}
-    return build_report(runs, tune, load_best(best_paths), spec, paper or {}, Path(out_dir))
-
+    paper = (yaml.safe_load(Path(paper_path).read_text()) if paper_path else {}) or {}
+    declared = load_claims(claims_path) if claims_path else []
+    return build_report(runs, tune, load_best(best_paths), spec, paper, Path(out_dir), declared,
+                        load_references(reference_paths), manifests)
