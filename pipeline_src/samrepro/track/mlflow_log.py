@@ -274,3 +274,49 @@ def track_study(study: str, results_dir: str | os.PathLike[str], run_paths: Iter
     ids = tracker.log_study(runs)
     return {"study": study, "tracking_uri": uri, "experiment_id": tracker.experiment_id,
             "host": host or socket.gethostname(), "runs": ids, **tracker.stats}
+
+
+# --- the report's claim verdicts on the parent runs ---------------------------------------------------------
+CLAIM_METRICS = ("delta", "ci_low", "ci_high", "p_one_sided", "p_holm", "hedges_g", "mde", "published_delta",
+                 "seeds_needed")
+
+
+def claim_verdict_data(claim: dict[str, Any]) -> tuple[dict[str, str], list[tuple[str, float, int]]]:
+    """(tags, metrics) of one claim under claim.<baseline>.<metric>: the verdict as tags, its finite statistics
+    as metrics."""
+    import math
+
+    key = f"claim.{claim['baseline']}.{claim['metric']}"
+    tags = {f"{key}.verdict": str(claim["verdict"]), f"{key}.verdict_text": str(claim["verdict_text"])[:5000],
+            f"{key}.source": str(claim["source"])[:5000]}
+    metrics = [(f"{key}.{name}", float(claim[name]), 0) for name in CLAIM_METRICS
+               if isinstance(claim.get(name), (int, float)) and math.isfinite(claim[name])]
+    return tags, metrics
+
+
+def log_claim_verdicts(mlflow_runs: str | os.PathLike[str], claims: Iterable[dict[str, Any]]) -> int:
+    """Put each claim's verdict on the parent run of its setup, found in the track job's summary (mlflow_runs.json:
+    tracking_uri and key -> run id). Re-logging overwrites the tags; returns the number of parent runs touched."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    try:
+        summary = json.loads(Path(mlflow_runs).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{mlflow_runs}: unreadable track summary ({type(err).__name__}); delete it and rerun "
+                         "`samrepro track`") from None
+    if not isinstance(summary, dict) or "tracking_uri" not in summary or not isinstance(summary.get("runs"), dict):
+        raise ValueError(f"{mlflow_runs}: not a track summary (needs tracking_uri and runs); delete it and rerun "
+                         "`samrepro track`")
+    client = MlflowClient(tracking_uri=summary["tracking_uri"])
+    touched = set()
+    now = int(time.time() * 1000)
+    for claim in claims:
+        run_id = summary["runs"].get(f"{claim['experiment']}/{claim['setup']}")
+        if run_id is None or claim["verdict"] == "not run":
+            continue
+        tags, metrics = claim_verdict_data(claim)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, s) for k, v, s in metrics],
+                         tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+        touched.add(run_id)
+    return len(touched)
