@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from samrepro.errors import classify
+
 # subcommand -> module exposing `add_arguments(parser)` and `run(args) -> int`
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("samrepro.data.cli", "verify (or download) a dataset and write its manifest"),
@@ -32,4 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == [name]:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (Exception, KeyboardInterrupt) as exc:
+        failure = classify(exc)
+        if failure is None:
+            raise
+        print(f"samrepro {args.command}: error: {failure[1]}", file=sys.stderr)
+        return failure[0]

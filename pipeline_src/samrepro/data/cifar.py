@@ -4,16 +4,18 @@ torchvision's CIFAR classes check the md5 of every batch, which rejects the tiny
 the same format; reading the pickles directly (DESIGN.md: dicts with ``data`` N×3072 uint8 RGB planes and
 ``labels``/``fine_labels``) accepts any well-formed batch, keeps the whole set in one tensor (fast batched
 augmentation) and gives clear errors. torchvision is still used to download when the user asks.
+The batches are read with `safe_pickle` (numpy arrays, bytes, lists, dicts only): a crafted batch runs nothing.
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from samrepro.data import safe_pickle
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,7 @@ def find_folder(root: Path, layout: CifarLayout) -> Path | None:
 
 def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     """One pickle batch -> (uint8 [N,3,32,32], int64 [N])."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
+    d = safe_pickle.load(path, "CIFAR python batch")
     if not isinstance(d, dict):
         raise ValueError(f"{path}: expected a pickled dict, got {type(d).__name__}")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

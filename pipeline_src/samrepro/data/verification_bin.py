@@ -2,7 +2,8 @@
 
 Format (DESIGN.md, "Formats users bring"): a pickle of ``(bins, issame_list)`` where ``bins`` holds 2·N
 encoded images (pair i is ``bins[2i]``, ``bins[2i+1]``) and ``issame_list`` N booleans. Files written by
-Python 2 store the images as ``str``; ``pickle.load(f, encoding="bytes")`` turns them into ``bytes``.
+Python 2 store the images as ``str``; unpickling with ``encoding="bytes"`` turns them into ``bytes``. The file
+is read with `safe_pickle` (bytes, lists, booleans, numpy arrays only): a crafted ``.bin`` runs nothing.
 
 Decoding 12,000 JPEGs takes seconds, and the engine evaluates every epoch, so decoded uint8 tensors are
 cached in memory (per process) and, when the data folder is writable, on disk next to the file.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from samrepro.data import safe_pickle
 
 CACHE_DIR = ".samrepro_cache"
 _MEMO: dict[tuple[str, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -67,11 +69,10 @@ def decode_images(blobs: Sequence[bytes], size: int, threads: int | None = None)
 
 def read_bin_raw(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]:
     """Load the pickle and validate its shape; return (encoded images, issame)."""
-    with open(path, "rb") as f:
-        try:
-            obj = pickle.load(f, encoding="bytes")
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a format error here
-            raise VerificationBinError(f"{path}: not a verification .bin pickle ({exc})") from exc
+    try:
+        obj = safe_pickle.load(path, "verification .bin")
+    except safe_pickle.UnsafePickleError as exc:
+        raise VerificationBinError(str(exc)) from exc
     if not isinstance(obj, tuple | list) or len(obj) != 2:
         raise VerificationBinError(
             f"{path}: expected a pickle of (bins, issame_list), got {type(obj).__name__}"

@@ -6,7 +6,7 @@ weight by cosine), gap = train_acc − verification_mean.
 Both: sharpness_top_eigenvalue — top Hessian eigenvalue of the training loss (CE; margin CE for face) over a
 fixed subset of the un-augmented training set (same images for every run of a dataset), by power iteration.
 All accuracies in percent. The run folder must hold model.pt and run.resolved.yaml (written by train).
-Exit codes: 0 ok, 2 bad input (missing run files, bad config).
+Exit codes: 0 ok, 2 bad input (missing, corrupt or crafted run files, bad config), 4 cannot write eval.json.
 """
 
 from __future__ import annotations
@@ -115,10 +115,17 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
     from samrepro.engine.checkpoint import atomic_write_json
+    from samrepro.engine.trainer import RESOLVED_CONFIG
+    from samrepro.errors import yaml_message
 
     try:
         result = evaluate_run(args.run, args.device)
+    except yaml.YAMLError as exc:
+        print(f"samrepro evaluate: error: {yaml_message(exc, Path(args.run) / RESOLVED_CONFIG)}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"samrepro evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,8 @@ Exit codes (documented for Snakemake/SLURM):
   0   finished; DIR holds metrics.json, history.csv, model.pt, checkpoint.pt
   2   bad input (config, data, setup/dataset mismatch): the message names the key and the fix
   3   the loss became NaN/inf: message names setup, epoch and step; the last good checkpoint is kept
+  4   an output (checkpoint, model, metrics) could not be written, e.g. disk full: the previous complete
+      checkpoint is kept; free space and rerun the same command (samrepro.errors, handled in samrepro.cli)
   143 stopped by SIGTERM (SLURM preemption/time limit): a checkpoint was saved; the same command resumes
 """
 
@@ -24,10 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import yaml
+
     from samrepro.engine import config as config_mod
+    from samrepro.errors import yaml_message
 
     try:
         cfg = config_mod.load(args.config)
+    except yaml.YAMLError as exc:  # e.g. a python tag: refused by safe_load, reported naming the file
+        print(f"samrepro train: error: {yaml_message(exc, args.config)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ValueError as exc:
         print(f"samrepro train: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
