@@ -23,7 +23,7 @@ from samrepro.engine.records import HISTORY_COLUMNS
 from samrepro.engine.trainer import StopFlag, TrainingDivergedError, train
 
 # wall-clock figures and the count of restarts legitimately differ between an interrupted and a straight run
-VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host"}
+VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host", "peak_rss_mb", "cuda_max_allocated_mb"}
 
 
 def run_cfg(**kw) -> dict:
@@ -106,7 +106,7 @@ def test_nan_loss_stops_with_epoch_step_setup_and_keeps_checkpoint(tmp_path, mon
         res = real(*a, **kw)
         calls["n"] += 1
         if calls["n"] == 25:  # 22 steps per epoch (1347 images / 64): step 3 of epoch 2
-            res.loss = float("nan")
+            res.loss = torch.tensor(float("nan"))  # the step's loss stays on the device (read every sync_every)
         return res
 
     monkeypatch.setattr(step_mod, "train_step", flaky)

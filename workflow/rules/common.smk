@@ -14,6 +14,13 @@ from samrepro.study.workflow import jobs_use_this_python  # noqa: E402
 
 jobs_use_this_python()
 
+if workflow.overwrite_configfiles and "experiments" not in config:
+    # A config file that declares no experiments is a mistake, not a request for the default study.
+    raise WorkflowError(
+        f"invalid study config at key 'experiments': {', '.join(map(str, workflow.overwrite_configfiles))} "
+        "declares no experiments; add an 'experiments:' mapping (see config/config.yaml), or drop --configfile "
+        "to run the embedded default study"
+    )
 if "experiments" not in config:
     # No --configfile given: the embedded default study. (Not a `configfile:` directive: Snakemake would
     # deep-merge it with a --configfile, mixing the default study's experiments into any other study.)
@@ -47,7 +54,7 @@ localrules:
 
 
 wildcard_constraints:
-    experiment="[A-Za-z0-9_.-]+",
+    experiment="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     setup="[A-Za-z0-9-]+",
     seed="[0-9]+",
     rho="[0-9][0-9.e+-]*",

@@ -6,8 +6,11 @@ training step of a small net on a CPU. These transforms act on a whole batch [N,
 reproduce the recipes of DESIGN.md ("Recipes"): random crop with zero padding, horizontal flip,
 normalization, then Cutout (davda54/sam's Cutout(16, p=0.5), applied after normalization).
 
-Randomness comes from torch's global generator (or an explicit one), so ``torch.manual_seed`` and the
-DataLoader's per-worker seeding make runs repeatable.
+Randomness comes from torch's global generator of the batch's device (or an explicit one), so
+``torch.manual_seed`` and the DataLoader's per-worker seeding make runs repeatable. Every step works on the
+batch's device and none reads a value back to the host: a batch held on a GPU (the engine's device-resident
+path, `data_on_device`) is augmented there without a single host synchronisation, and on the CPU the same call
+gives exactly the batch the in-process loader gives.
 """
 
 from __future__ import annotations
@@ -38,19 +41,18 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     if padding <= 0:
         return x
     n, c, h, w = x.shape
+    dev = _rng_device(x, generator)
     xp = F.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None].expand(n, c, h, w + 2 * padding)
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :].expand(n, c, h, w)
+    oy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev).to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=dev).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * padding)
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
     return xp.gather(2, rows).gather(3, cols)
 
 
 def random_flip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror each image left-right with probability ``p``."""
-    mask = torch.rand(x.shape[0], generator=generator) < p
-    if not bool(mask.any()):
-        return x
+    """Mirror each image left-right with probability ``p`` (no early exit: testing the mask would sync)."""
+    mask = torch.rand(x.shape[0], generator=generator, device=_rng_device(x, generator)).to(x.device) < p
     return torch.where(mask[:, None, None, None], x.flip(-1), x)
 
 
@@ -68,15 +70,21 @@ def cutout(
         return x
     n, _, h, w = x.shape
     half = size // 2
-    apply = torch.rand(n, generator=generator) < p
-    top = torch.randint(-half, h - half, (n,), generator=generator)
-    left = torch.randint(-half, w - half, (n,), generator=generator)
-    ys = torch.arange(h)[None, :]
-    xs = torch.arange(w)[None, :]
+    dev = _rng_device(x, generator)
+    apply = (torch.rand(n, generator=generator, device=dev) < p).to(x.device)
+    top = torch.randint(-half, h - half, (n,), generator=generator, device=dev).to(x.device)
+    left = torch.randint(-half, w - half, (n,), generator=generator, device=dev).to(x.device)
+    ys = torch.arange(h, device=x.device)[None, :]
+    xs = torch.arange(w, device=x.device)[None, :]
     in_y = (ys >= top[:, None]) & (ys < (top + size)[:, None])  # N, H
     in_x = (xs >= left[:, None]) & (xs < (left + size)[:, None])  # N, W
     mask = (in_y[:, :, None] & in_x[:, None, :]) & apply[:, None, None]
     return x.masked_fill_(mask[:, None], 0.0) if inplace else x.masked_fill(mask[:, None], 0.0)
+
+
+def _rng_device(x: torch.Tensor, generator: torch.Generator | None) -> torch.device:
+    """Draw on the generator's device when one is given, else on the batch's (its global generator)."""
+    return generator.device if generator is not None else x.device
 
 
 @dataclass
@@ -100,6 +108,7 @@ class BatchTransform:
     _std: torch.Tensor = field(init=False, repr=False)
     _mul: torch.Tensor = field(init=False, repr=False)
     _sub: torch.Tensor = field(init=False, repr=False)
+    _on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):
@@ -111,6 +120,15 @@ class BatchTransform:
         self._mul = self.scale / self._std
         self._sub = self._mean / self._std
 
+    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalisation constants on `device` (copied there once, not per batch: a copy would sync)."""
+        if device.type == "cpu":
+            return self._mul, self._sub
+        key = str(device)
+        if key not in self._on_device:
+            self._on_device[key] = (self._mul.to(device), self._sub.to(device))
+        return self._on_device[key]
+
     def eval_copy(self) -> BatchTransform:
         """The same normalization without augmentation (train-accuracy and test views)."""
         return BatchTransform(self.mean, self.std, self.scale, train=False)
@@ -121,7 +139,8 @@ class BatchTransform:
             if self.flip:
                 x = random_flip(x, 0.5, generator)
         # (x·scale − mean)/std as one fused affine map, in place on a fresh float32 tensor
-        x = x.to(torch.float32, copy=True).mul_(self._mul).sub_(self._sub)
+        mul, sub = self._affine(x.device)
+        x = x.to(torch.float32, copy=True).mul_(mul).sub_(sub)
         if self.train and self.cutout > 0:
             x = cutout(x, self.cutout, self.cutout_p, generator, inplace=True)
         return x

@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "amp": "auto",
     "channels_last": "auto",
+    "sync_every": 50,
+    "data_on_device": "auto",
     "probe_batch_size": 128,
     "sharpness": {"enabled": True, "samples": 256, "iterations": 20},
     "ddp_sync_perturbation": True,
@@ -66,6 +68,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "amp": ("auto", "bf16", "off"),
     "channels_last": ("auto", "true", "false"),
+    "data_on_device": ("auto", "true", "false"),
 }
 
 
@@ -139,7 +142,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
             raise _fail(path, value, "required; give a non-empty string")
     for key, choices in _CHOICES.items():
         value = cfg[key]
-        if isinstance(value, bool) and key == "channels_last":
+        if isinstance(value, bool) and key in ("channels_last", "data_on_device"):
             value = cfg[key] = "true" if value else "false"
         if value not in choices:
             raise _fail(key, value, f"choose one of {', '.join(choices)}")
@@ -152,7 +155,7 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     if cfg["schedule"]["epochs"] is None:
         raise _fail("schedule.epochs", None, "required; give the number of training epochs")
     for path in ("schedule.epochs", "batch_size", "eval_batch_size", "probe_batch_size", "embedding_dim",
-                 "sharpness.samples", "sharpness.iterations"):
+                 "sharpness.samples", "sharpness.iterations", "sync_every"):
         _positive(cfg, path, int)
     _positive(cfg, "workers", int, allow_zero=True)
     if cfg["threads"] is not None:
@@ -207,7 +210,7 @@ def config_hash(cfg: dict[str, Any]) -> str:
 def resume_hash(cfg: dict[str, Any]) -> str:
     """Hash of the settings that determine the trajectory; workers/eval batch size/device may change on resume."""
     c = copy.deepcopy(cfg)
-    for key in ("workers", "threads", "eval_batch_size", "device"):
+    for key in ("workers", "threads", "eval_batch_size", "device", "sync_every"):
         c.pop(key, None)
     c["dataset"].pop("download", None)
     c["dataset"].pop("root", None)

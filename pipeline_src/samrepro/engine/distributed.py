@@ -103,6 +103,15 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
     return t.tolist()
 
 
+def all_reduce_tensor_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum `t` over ranks in place, without reading it back (the caller's one host read comes later)."""
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's `obj` on every rank (per-rank RNG states for the checkpoint)."""
     if not info.enabled:

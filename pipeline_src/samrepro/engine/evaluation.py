@@ -22,9 +22,10 @@ from samrepro.engine.verification import verify
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere (CPU trains in fp32, deterministic)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on the device when enabled (CUDA, and the CPU too: `amp: bf16` exercises the mixed-precision
+    path anywhere); a no-op when off. Losses and the margin heads compute in float32 inside it."""
+    if amp:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -7,6 +7,14 @@ a whole batch at once: with `workers: 0` the engine calls it directly (no DataLo
 path for small in-memory sets, and augmentation draws from torch's global RNG, which the checkpoint keeps, so
 a resume is bitwise identical at any step). With `workers > 0` a DataLoader runs `get_batch` in worker
 processes, each seeded from the same generator (torch's worker seeding), which keeps runs repeatable.
+
+Device-resident data (`data_on_device`, `DeviceData`): an in-memory set (CIFAR-10/100, Fashion-MNIST, digits,
+Food101 as this project decodes it once into uint8 [N,C,H,W]) is copied to the training device once; each
+epoch's permutation is uploaded once and sliced on the device, and the batch transform (crop, flip,
+normalise, cutout) runs there, drawing from the device's generator: no worker, no per-batch copy, no host
+synchronisation. On the CPU it computes exactly what `get_batch` computes in-process (the same indices, the
+same draws from the same global generator), so the two paths give identical batches for the same seed.
+Decoded-per-batch sets (ImageNet, the face sets) have no such tensor and keep the worker path.
 """
 
 from __future__ import annotations
@@ -89,3 +97,41 @@ def iterate_eval(dataset: Any, batch_size: int) -> Iterator[tuple[torch.Tensor, 
     n = len(dataset)
     for start in range(0, n, batch_size):
         yield get_batch(dataset, list(range(start, min(n, start + batch_size))))
+
+
+DEVICE_DATA_MAX_BYTES = 4 * 2**30  # auto keeps a set on the device only up to this many bytes of images
+
+
+def device_resident_ok(dataset: Any) -> bool:
+    """An in-memory image tensor with a batch transform (TensorImageDataset), small enough for `auto`."""
+    images = getattr(dataset, "images", None)
+    return (isinstance(images, torch.Tensor) and callable(getattr(dataset, "transform", None))
+            and images.numel() * images.element_size() <= DEVICE_DATA_MAX_BYTES)
+
+
+class DeviceData:
+    """The training images (as stored, uint8 for images) and labels on `device`; batches augmented there."""
+
+    def __init__(self, dataset: Any, device: torch.device) -> None:
+        if not isinstance(getattr(dataset, "images", None), torch.Tensor):
+            raise ValueError(f"data_on_device: the training set ({type(dataset).__name__}) is not held in memory "
+                             "as one image tensor; use data_on_device: false (the worker path)")
+        self.images = dataset.images.to(device)
+        self.labels = dataset.labels.to(device)
+        self.transform = dataset.transform
+        self.device = device
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def epoch_indices(self, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
+                      min_last: int = 2) -> list[torch.Tensor]:
+        """`epoch_batches` as index tensors on the device: the same permutation, uploaded once per epoch."""
+        n = len(self)
+        perm = torch.randperm(n, generator=generator).to(self.device, non_blocking=True)
+        return [perm[s * batch_size:(s + 1) * batch_size][rank::world]
+                for s in range(steps_per_epoch(n, batch_size, min_last))]
+
+    def batches(self, indices: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in indices:
+            yield self.transform(self.images.index_select(0, idx)), self.labels.index_select(0, idx)

@@ -63,6 +63,21 @@ def provenance() -> dict[str, Any]:
             "versions": versions()}
 
 
+def resource_usage(device: Any = None) -> dict[str, float | None]:
+    """Peak memory of this process: host resident set (MiB; getrusage's ru_maxrss is KiB on Linux, bytes on
+    macOS) and the CUDA caching allocator's peak allocation on `device` (MiB; None off CUDA)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
+    cuda_mb = None
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        cuda_mb = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return {"peak_rss_mb": round(rss_mb, 1), "cuda_max_allocated_mb": cuda_mb}
+
+
 def finite(x: float) -> bool:
     return math.isfinite(x)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,17 @@ from samrepro.engine.evaluation import (
     to_device,
     verification_accuracy,
 )
-from samrepro.engine.loader import epoch_batches, get_batch, iterate_train, steps_per_epoch
-from samrepro.engine.records import Progress, provenance, write_history
+from samrepro.engine.loader import (
+    DeviceData,
+    device_resident_ok,
+    epoch_batches,
+    get_batch,
+    iterate_train,
+    steps_per_epoch,
+)
+from samrepro.engine.records import Progress, provenance, resource_usage, write_history
 from samrepro.engine.schedule import LRSchedule
+from samrepro.engine.window import StepWindow
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -82,9 +91,10 @@ class Runtime:
 
 
 def resolve_runtime(cfg: dict[str, Any]) -> Runtime:
-    """device auto → CUDA when available; on CUDA: bf16 autocast, channels_last, cudnn.benchmark (DESIGN
-    "Execution"); on CPU: fp32 and no channels_last (deterministic). `threads` caps torch's intra-op threads
-    (give 1 when several jobs share a small machine: OpenMP threads spinning against each other are slow)."""
+    """device auto → CUDA when available. `amp`: bf16 autocast on any device (auto = bf16 on a CUDA device
+    that supports it, fp32 on the CPU, deterministic); `channels_last`: true anywhere (auto = on CUDA); on CUDA
+    also cudnn.benchmark (DESIGN "Execution"). `threads` caps torch's intra-op threads (give 1 when several
+    jobs share a small machine: OpenMP threads spinning against each other are slow)."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     want = cfg["device"]
@@ -93,16 +103,12 @@ def resolve_runtime(cfg: dict[str, Any]) -> Runtime:
     kind = "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
     info = D.init_distributed(kind)
     device = torch.device(kind, info.local_rank) if kind == "cuda" else torch.device("cpu")
-    if kind == "cuda":
+    on_cuda = kind == "cuda"
+    if on_cuda:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
-        amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and torch.cuda.is_bf16_supported())
-        channels_last = cfg["channels_last"] in ("auto", "true")
-    else:
-        if cfg["amp"] == "bf16":
-            raise ValueError("run config: amp='bf16' needs a CUDA device; use amp: auto or off on CPU")
-        amp = False
-        channels_last = cfg["channels_last"] == "true"
+    amp = cfg["amp"] == "bf16" or (cfg["amp"] == "auto" and on_cuda and torch.cuda.is_bf16_supported())
+    channels_last = cfg["channels_last"] == "true" or (cfg["channels_last"] == "auto" and on_cuda)
     return Runtime(device=device, amp=amp, channels_last=channels_last, dist=info)
 
 
@@ -225,6 +231,7 @@ class Run:
     steps: int
     epochs: int
     t_start: float
+    device_data: DeviceData | None = None
     train_net: nn.Module | None = None
     wall_base: float = 0.0
 
@@ -290,7 +297,21 @@ def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
     probe = (to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device))
     return Run(cfg=cfg, out=out, stop=stop, setup=setup, rt=rt, bundle=bundle, net=net, optimizer=optimizer,
                schedule=schedule, generator=generator, probe=probe, steps=steps,
-               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start)
+               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start, device_data=device_data(cfg, bundle, rt))
+
+
+def device_data(cfg: dict[str, Any], bundle: Any, rt: Runtime) -> DeviceData | None:
+    """`data_on_device`: true → the training set on the device (it must be in memory); auto → so on CUDA
+    when it is in memory and small enough (`loader.device_resident_ok`); false → the worker path."""
+    want = cfg["data_on_device"]
+    if want == "false" or (want == "auto" and not (rt.device.type == "cuda" and device_resident_ok(bundle.train))):
+        return None
+    data = DeviceData(bundle.train, rt.device)
+    if rt.dist.is_main:
+        mib = data.images.numel() * data.images.element_size() / 2**20
+        print(f"{_label(cfg)} data: {len(data)} training images ({mib:.0f} MiB) resident on {rt.device}, "
+              "augmented there (workers unused)", flush=True)
+    return data
 
 
 def _prepare_output(cfg: dict[str, Any], out: Path) -> None:
@@ -334,41 +355,76 @@ def _restore_rng(run: Run, rngs: list[Any], epoch: int) -> None:
 
 # ---------------------------------------------------------------- one epoch
 def run_epoch(run: Run, state: RunState, progress: Progress) -> None:
-    """The epoch's remaining steps (from state.step); a stop request saves a checkpoint at the step and raises."""
+    """The epoch's remaining steps (from state.step). Nothing is read back from the device between host syncs
+    (every `sync_every` steps and at the end): they fold the window's losses and hits into state.sums, check
+    them for NaN/inf and, under DDP, agree on the stop flag. A stop request saves a checkpoint and raises."""
     from samrepro.optim.step import train_step
 
-    cfg, info, rt = run.cfg, run.info, run.rt
     if state.step == 0:
         state.start_epoch()
     run.generator.set_state(state.epoch_gen_state)  # mid-epoch: the same permutation as before the stop
-    batches = epoch_batches(len(run.bundle.train), cfg["batch_size"], run.generator, info.rank, info.world,
-                            min_last=2 * info.world)
+    window = StepWindow(run.cfg["sync_every"], run.rt.device, first_step=state.step)
     run.net.train()
-    t_epoch = time.perf_counter()
-    images = 0
-    label_smoothing = float(cfg["optim"]["label_smoothing"])
-    skip_sync = info.enabled and run.setup.two_pass and not cfg["ddp_sync_perturbation"]
-    for x, y in iterate_train(run.bundle.train, batches[state.step:], cfg["workers"], run.generator,
-                              pin_memory=rt.device.type == "cuda"):
-        run.schedule.set(state.epoch, state.step)
-        x, y = to_device(x, rt.device, rt.channels_last), y.to(rt.device, non_blocking=True)
-        if skip_sync:
-            run.train_net.skip_next_sync()
-        with autocast(rt.device, rt.amp):
-            result = train_step(run.train_net, run.optimizer, run.setup, x, y, label_smoothing=label_smoothing)
-        if not math.isfinite(result.loss):
-            raise _diverged(run, state, result.loss)
-        n = int(y.shape[0])
-        images += n
-        state.sums["loss"] += result.loss * n
-        state.sums["correct"] += float((result.logits.argmax(dim=1) == y).sum())
-        state.sums["count"] += n
+    t_epoch, images = time.perf_counter(), 0
+    for x, y in _epoch_batches(run, state):
+        _step(run, state, train_step, x, y, window)
+        images += int(y.shape[0])
         state.step += 1
-        progress.bar(state.epoch, state.step, run.steps, result.loss)
-        if _stop_requested(run) and state.step < run.steps:
-            state.add_time(time.perf_counter() - t_epoch, images * info.world)
-            _preempt(run, state, f"at epoch {state.epoch + 1}, step {state.step}/{run.steps}")
-    state.add_time(time.perf_counter() - t_epoch, images * info.world)
+        local_stop = run.stop.requested and not run.info.enabled  # one process: a stop is seen at once
+        if window.full() or state.step == run.steps or local_stop:
+            stop = _sync(run, state, window, progress)
+            if stop and state.step < run.steps:
+                state.add_time(time.perf_counter() - t_epoch, images * run.info.world)
+                _preempt(run, state, f"at epoch {state.epoch + 1}, step {state.step}/{run.steps}")
+    state.add_time(time.perf_counter() - t_epoch, images * run.info.world)
+
+
+def _epoch_batches(run: Run, state: RunState) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's batches from state.step on, augmented, on the training device (channels_last if set)."""
+    cfg, info, rt = run.cfg, run.info, run.rt
+    if run.device_data is not None:
+        idx = run.device_data.epoch_indices(cfg["batch_size"], run.generator, info.rank, info.world,
+                                            min_last=2 * info.world)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = run.device_data.batches(idx[state.step:])
+    else:
+        order = epoch_batches(len(run.bundle.train), cfg["batch_size"], run.generator, info.rank, info.world,
+                              min_last=2 * info.world)
+        batches = iterate_train(run.bundle.train, order[state.step:], cfg["workers"], run.generator,
+                                pin_memory=rt.device.type == "cuda")
+    for x, y in batches:
+        yield to_device(x, rt.device, rt.channels_last), y.to(rt.device, non_blocking=True)
+
+
+def _step(run: Run, state: RunState, train_step: Any, x: torch.Tensor, y: torch.Tensor,
+          window: StepWindow) -> None:
+    """One training step at the scheduled learning rate; its loss and hits go to the window (no host read)."""
+    run.schedule.set(state.epoch, state.step)
+    if run.info.enabled and run.setup.two_pass and not run.cfg["ddp_sync_perturbation"]:
+        run.train_net.skip_next_sync()
+    with autocast(run.rt.device, run.rt.amp):
+        result = train_step(run.train_net, run.optimizer, run.setup, x, y,
+                            label_smoothing=float(run.cfg["optim"]["label_smoothing"]))
+    window.record(result.loss, result.logits, y)
+
+
+def _sync(run: Run, state: RunState, window: StepWindow, progress: Progress) -> bool:
+    """The one host read of a window: fold it into state.sums (NaN/inf → TrainingDivergedError naming the
+    first bad step), update the progress bar; returns the stop decision (all-reduced under DDP)."""
+    flag = None
+    if run.info.enabled:
+        flag = torch.tensor([float(run.stop.requested)], dtype=torch.float64, device=run.rt.device)
+        D.all_reduce_tensor_(flag, run.info)
+    checked_from = window.first_step
+    rows, stop = window.drain(flag)
+    for i, (loss, correct, n) in enumerate(rows):
+        if not math.isfinite(loss):
+            raise _diverged(run, state, loss, checked_from + i, checked_from)
+        state.sums["loss"] += loss * n
+        state.sums["correct"] += correct
+        state.sums["count"] += n
+    if rows:
+        progress.bar(state.epoch, state.step, run.steps, rows[-1][0])
+    return bool(stop) if stop is not None else run.stop.requested
 
 
 def _stop_requested(run: Run) -> bool:
@@ -387,12 +443,14 @@ def _preempt(run: Run, state: RunState, where: str, save: bool = True) -> None:
                          f"{run.ck_path}; run again to resume")
 
 
-def _diverged(run: Run, state: RunState, loss: float) -> TrainingDivergedError:
+def _diverged(run: Run, state: RunState, loss: float, bad: int, checked_from: int) -> TrainingDivergedError:
+    """`bad`: the 0-based step of the first non-finite loss; the host check covered steps checked_from..step."""
     kept = (f"the last good checkpoint ({run.ck_path}) is kept" if run.ck_path.exists()
             else "no epoch had completed, so no checkpoint was written")
     return TrainingDivergedError(
         f"setup {run.setup.name!r} (seed {run.cfg['seed']}, rho {run.cfg['rho']}): the training loss is {loss} "
-        f"at epoch {state.epoch + 1}, step {state.step + 1}/{run.steps}; training stopped and {kept}. "
+        f"at epoch {state.epoch + 1}, step {bad + 1}/{run.steps} (found by the host check of steps "
+        f"{checked_from + 1}-{state.step}; sync_every={run.cfg['sync_every']}); training stopped and {kept}. "
         "Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
 
 
@@ -476,7 +534,8 @@ def finalize(cfg: dict[str, Any], out: Path, net: nn.Module, bundle: Any, histor
         "images_per_s": timing["images"] / timing["train_s"] if timing["train_s"] > 0 else None,
         "resumes": int(timing.get("resumes", 0)),
         "device": rt.device.type, "device_name": _device_name(rt.device), "amp": "bf16" if rt.amp else "off",
-        "world_size": rt.dist.world,
+        "world_size": rt.dist.world, "channels_last": rt.channels_last, "sync_every": int(cfg["sync_every"]),
+        "data_on_device": cfg["data_on_device"], **resource_usage(rt.device),
         "versions": prov["versions"], "slurm_job_id": prov["slurm_job_id"], "host": prov["host"],
         "config_hash": config_hash(cfg),
     }

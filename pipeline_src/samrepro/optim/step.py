@@ -32,9 +32,11 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class StepResult:
-    """``loss``: the update loss at w (first pass, before the step); ``logits``: detached first-pass logits."""
+    """``loss``: the update loss at w (first pass, before the step), a detached 0-dim tensor on the device;
+    ``logits``: detached first-pass logits. Nothing is read back to the host: ``float(result.loss)`` is the
+    caller's choice (the engine reads its losses once every ``sync_every`` steps)."""
 
-    loss: float
+    loss: Tensor
     logits: Tensor
 
 
@@ -106,7 +108,7 @@ def train_step(
         loss = update_loss(logits, targets)
         loss.backward()
         optimizer.step()
-        return StepResult(float(loss.detach()), logits.detach())
+        return StepResult(loss.detach(), logits.detach())
 
     if not isinstance(optimizer, SAM):
         raise ValueError(f"setup {setup.name!r} is two-pass and needs a samrepro.optim.SAM optimizer; got {type(optimizer).__name__}.")
@@ -125,4 +127,4 @@ def train_step(
     with frozen_running_stats(net):
         update_loss(net(inputs, targets), targets).backward()
     optimizer.second_step(zero_grad=False)  # grads stay until the next step's zero_grad, as in the SGD path
-    return StepResult(float(reported), logits)
+    return StepResult(reported, logits)

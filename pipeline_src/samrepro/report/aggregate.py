@@ -12,11 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from samrepro.report.published import paper_value
 from samrepro.track.runs import RunRecord, flatten_eval
 
 # metrics.json entries worth a column (the rest are provenance); eval.json's figures all are
 RUN_METRICS = ("train_loss", "eval_acc", "wall_time_s", "images_per_s")
 PRIMARY = {"classification": "test_top1", "face": "verification_mean"}
+__all__ = ["PRIMARY", "comparison_table", "fmt_cell", "fmt_mean_std", "fmt_p", "paper_value", "runs_frame",
+           "summarize", "welch_p"]
 
 
 def baselines() -> dict[str, str | None]:
@@ -53,31 +56,6 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     out["n_nonfinite"] = out["rows"] - out["n"]
     out["n_missing"] = out["n_runs"] - out["rows"]
     return out[cols]
-
-
-def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) -> tuple[float, float | None] | None:
-    """(mean, std or None) the paper publishes for `setup` under `ref` (schema $defs/paper_ref), in accuracy %."""
-    node: Any = paper
-    for part in ref["path"].split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            raise ValueError(f"paper reference path '{ref['path']}': '{part}' is not in paper_results")
-        node = node[part]
-    if not isinstance(node, Mapping) or setup not in node:
-        return None
-    value = node[setup]
-    if ref.get("field"):
-        if not isinstance(value, Mapping) or ref["field"] not in value:
-            return None
-        value = value[ref["field"]]
-    if isinstance(value, (list, tuple)) and ref.get("index") is not None:
-        mean, std = float(value[ref["index"]]), None
-    elif isinstance(value, (list, tuple)):
-        mean, std = float(value[0]), (float(value[1]) if len(value) > 1 else None)
-    else:
-        mean, std = float(value), None
-    if ref.get("kind", "accuracy") == "error":
-        mean = 100.0 - mean
-    return mean, std
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float:

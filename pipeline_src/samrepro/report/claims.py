@@ -17,102 +17,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from samrepro.report import stats
-from samrepro.report.aggregate import PRIMARY, paper_value
+from samrepro.report.aggregate import PRIMARY
+from samrepro.report.published import claim_id, load_claims, paper_value
+
+__all__ = ["COLUMNS", "agreement", "claim_id", "evaluate_claims", "generic_claims", "load_claims", "study_claims"]
 
 LEVEL = 0.05
 PUBLISHED_SEEDS = 3  # paper_results.yaml: "mean ± std over three seeds where given"
-CLAIM_METRICS = {
-    "classification": ("test_top1", "test_top5"),
-    "face": ("verification_mean", "lfw", "cfp_fp", "cfp_ff", "agedb_30", "cplfw", "calfw", "vgg2_fp"),
-}
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not run")
 COLUMNS = ["id", "experiment", "metric", "setup", "baseline", "direction", "source", "generic", "n_setup",
            "n_baseline", "nonfinite_setup", "nonfinite_baseline", "mean_setup", "mean_baseline", "delta",
            "ci_low", "ci_high", "df", "p_one_sided", "p_holm", "hedges_g", "mde", "published_delta",
            "seeds_needed", "seeds_basis", "verdict", "verdict_text"]
-
-
-# ----------------------------------------------------------------------------------------- declaration
-def schema_path() -> Path:
-    """workflow/schemas/claims.schema.yaml, beside the study schema (which $SAMREPRO_SCHEMA may relocate)."""
-    from samrepro.study.config import schema_path as study_schema
-
-    return study_schema().parent / "claims.schema.yaml"
-
-
-def load_claims(path: str | Path) -> list[dict[str, Any]]:
-    """The claims of `path`, schema-validated with defaults; ValueError naming the file, claim and key."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"claims file {path}: cannot read it as YAML ({type(err).__name__}); fix or "
-                         "restore it (config/claims.yaml in the repository)") from None
-    return _validated(data, path)["claims"]
-
-
-def _validated(data: Any, path: Path) -> dict[str, Any]:
-    import jsonschema
-    from jsonschema import Draft202012Validator, validators
-
-    base = Draft202012Validator
-    props = base.VALIDATORS["properties"]
-
-    def defaults(validator, properties, instance, schema):  # noqa: ANN001 - jsonschema's signature
-        if isinstance(instance, dict):
-            for key, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(key, sub["default"])
-        yield from props(validator, properties, instance, schema)
-
-    schema = yaml.safe_load(schema_path().read_text())
-    error = jsonschema.exceptions.best_match(validators.extend(base, {"properties": defaults})(schema)
-                                             .iter_errors(data))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        hint = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
-        raise ValueError(f"claims file {path} at key '{where}': {error.message}"
-                         + (f" (expected: {hint})" if hint else ""))
-    return data
-
-
-def claim_id(claim: Mapping[str, Any]) -> str:
-    sign = ">" if claim["direction"] == "greater" else "<"
-    return claim.get("id") or f"{claim['experiment']}: {claim['setup']} {sign} {claim['baseline']} ({claim['metric']})"
-
-
-def check_claims(claims: Sequence[Mapping[str, Any]], experiments: Mapping[str, Mapping[str, Any]],
-                 paper: Mapping[str, Any], path: str | Path) -> None:
-    """The claims on the study's experiments name known setups of the experiment's task, one of its metrics,
-    and published numbers that exist for both setups. Run before any job (a typo fails in seconds)."""
-    from samrepro.catalog import SETUPS, setups_of_task
-
-    for i, c in enumerate(claims):
-        exp = experiments.get(c["experiment"])
-        if exp is None:
-            continue  # a claim on an experiment this study does not have
-        where = f"claims file {path} at key 'claims.{i}' ({claim_id(c)})"
-        task = exp["task"]
-        for key in ("setup", "baseline"):
-            if c[key] not in SETUPS or SETUPS[c[key]].task != task:
-                raise ValueError(f"{where}: {key} '{c[key]}' is not a {task} setup; use one of "
-                                 f"{sorted(setups_of_task(task))}")
-        if c["metric"] not in CLAIM_METRICS[task]:
-            raise ValueError(f"{where}: metric '{c['metric']}' is not a {task} metric; use one of "
-                             f"{list(CLAIM_METRICS[task])}")
-        if c.get("paper"):
-            for key in ("setup", "baseline"):
-                if paper_value(paper, c["paper"], c[key]) is None:
-                    raise ValueError(f"{where}: paper_results has no number for {c[key]} under "
-                                     f"'{c['paper']['path']}' {c['paper'].get('field', '')}; fix claims.{i}.paper")
 
 
 def generic_claims(name: str, exp: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -232,3 +154,4 @@ def agreement(mean: float, std: float, n: int, paper_mean: float, paper_std: flo
     theirs = 0.0 if paper_std is None or not math.isfinite(paper_std) else paper_std**2 / PUBLISHED_SEEDS
     bound = 2 * math.sqrt(ours_sd**2 / n + theirs)
     return abs(mean - paper_mean) <= bound, bound
+
