@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 STUDY_CONFIG ?= config/config.yaml
 
-.PHONY: venv test reproduce lint bench test-slurm slurm-up slurm-down clean
+.PHONY: venv test reproduce lint bench estimate test-slurm slurm-up slurm-down clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ reproduce: venv
 
 bench: venv
 	$(BIN)/python bench/bench_step.py
+
+# The compute bill of a study (FLOPs, GPU-hours, jobs over their runtime) before submitting it; no data needed.
+ESTIMATE_CONFIG ?= config/paper.yaml
+estimate: venv
+	$(BIN)/python -m samrepro estimate --config $(ESTIMATE_CONFIG)
 
 # A single-node SLURM cluster on this machine (root; installs slurm-wlm and munge on first use).
 slurm-up:

@@ -222,3 +222,31 @@ def prepare(name: str, root: str | os.PathLike[str] | None, download: bool = Fal
         "samrepro_version": __version__,
         **body,
     }
+
+
+@dataclass(frozen=True)
+class DeclaredSize:
+    """Published size of a dataset, for `samrepro estimate` when its files are absent: training and test
+    images, classes (identities for face sets) and the default input shape (an ``image_size`` option
+    overrides the spatial size)."""
+
+    train: int
+    test: int
+    classes: int
+    input_shape: tuple[int, int, int]
+
+
+# Sizes as published (insightface's face bundles for CASIA-WebFace and MS1MV2; face sets have no test split,
+# they are scored on the verification benchmarks). face_rec / face_folder are user data: no declared size.
+DECLARED_SIZES: dict[str, DeclaredSize] = {
+    "cifar10": DeclaredSize(50_000, 10_000, 10, (3, 32, 32)),
+    "cifar100": DeclaredSize(50_000, 10_000, 100, (3, 32, 32)),
+    "fashion_mnist": DeclaredSize(60_000, 10_000, 10, (1, 28, 28)),
+    "food101": DeclaredSize(75_750, 25_250, 101, (3, 32, 32)),
+    "imagenet": DeclaredSize(1_281_167, 50_000, 1000, (3, 224, 224)),
+    "casia_webface": DeclaredSize(490_623, 0, 10_572, (3, 112, 112)),
+    "ms1mv2": DeclaredSize(5_822_653, 0, 85_742, (3, 112, 112)),
+}
+# Pairs of the standard face-verification benchmarks (insightface .bin files).
+BENCHMARK_PAIRS: dict[str, int] = {"lfw": 6000, "cfp_fp": 7000, "cfp_ff": 7000, "agedb_30": 6000,
+                                   "cplfw": 6000, "calfw": 6000}
