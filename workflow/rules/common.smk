@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(workflow.basedir, "pipeline_src"))
 
 from samrepro.study import config as study  # noqa: E402
 from samrepro.study.workflow import jobs_use_this_python  # noqa: E402
+from samrepro.report.published import check_study_claims  # noqa: E402
 
 jobs_use_this_python()
 
@@ -161,21 +162,45 @@ def report_spec():
             "setups": exp["setups"],
             "paper": exp["paper"],
             "description": exp["description"],
+            "primary_metric": exp.get("primary_metric"),  # null: the task's default (the generic claims' metric)
         }
         for name, exp in EXPERIMENTS.items()
     }
     uri = config["tracking"]["uri"] or f"sqlite:///{RES}/mlflow.db"
     hint = f"Runs in MLflow: mlflow ui --backend-store-uri {uri}" if config["tracking"]["enabled"] else ""
     return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps,
-                       "tracking_hint": hint})
+                       "tracking_hint": hint, "config_hash": study.config_hash(config)})
 
 
 def paper_results():
     return config["paper_results"] or os.path.join(workflow.basedir, "config", "paper_results.yaml")
 
 
+def claims_file():
+    return config["claims"] or os.path.join(workflow.basedir, "config", "claims.yaml")
+
+
+def manifests_all():
+    """The prepare jobs' dataset manifests (the report header shows their digests)."""
+    return [f"{RES}/data/{name}.json" for name in DATASETS]
+
+
+def reference_all():
+    # Deterministic reference results shown as extra rows in the report (eval.json-shaped files, e.g. the
+    # raw-pixel verification reference of face experiments); none yet. The rule that writes them returns
+    # their paths here.
+    return []
+
+
+def tracked_runs():
+    """The track job's summary, when tracking is on: the report puts its claims' verdicts on the parent runs."""
+    return [f"{RES}/mlflow_runs.json"] if config["tracking"]["enabled"] else []
+
+
 try:
     study.check_paper_refs(config, paper_results())
+    check_study_claims({n: {"task": study.task_of(e)} for n, e in EXPERIMENTS.items()}, claims_file(),
+                       paper_results())
 except ValueError as err:
     raise WorkflowError(str(err))
 
