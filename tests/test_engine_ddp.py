@@ -126,7 +126,8 @@ def test_ddp_perturbation_synced_and_per_process(tmp_path) -> None:
 def test_torchrun_two_process_training(tmp_path) -> None:
     cfg = {"setup": "SAM", "rho": 0.05, "seed": 0, "dataset": {"name": "digits"},
            "model": {"name": "small_cnn", "kwargs": {"width": 8}}, "schedule": {"epochs": 1},
-           "batch_size": 64, "probe_batch_size": 32, "threads": 1, "ddp_sync_perturbation": False}
+           "batch_size": 64, "probe_batch_size": 32, "threads": 1, "workers": 0,
+           "ddp_sync_perturbation": False}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",

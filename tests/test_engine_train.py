@@ -29,7 +29,7 @@ VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host", "p
 def run_cfg(**kw) -> dict:
     cfg = {"study": "t", "experiment": "digits", "setup": "SAM", "seed": 1, "rho": 0.05,
            "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 8}},
-           "schedule": {"epochs": 2}, "batch_size": 64, "probe_batch_size": 32, "threads": 1,
+           "schedule": {"epochs": 2}, "batch_size": 64, "probe_batch_size": 32, "threads": 1, "workers": 0,
            "sharpness": {"samples": 64, "iterations": 5}}
     cfg.update(kw)
     return cfg

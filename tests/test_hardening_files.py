@@ -26,7 +26,7 @@ from samrepro.engine import checkpoint as ckpt
 
 TINY = {"study": "t", "experiment": "digits", "setup": "SGD", "seed": 0, "rho": None,
         "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-        "schedule": {"epochs": 1}, "batch_size": 128, "probe_batch_size": 16, "threads": 1,
+        "schedule": {"epochs": 1}, "batch_size": 128, "probe_batch_size": 16, "threads": 1, "workers": 0,
         "sharpness": {"enabled": False}}
 
 

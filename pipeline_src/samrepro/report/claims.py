@@ -111,6 +111,9 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     """(verdict, its text) from the Holm-adjusted p, the CI and the seeds needed."""
     if not row["ran"]:
         return "not run", f"not run: {row['missing']} is not in the experiment's setups"
+    empty = [row[k] for k, n in (("setup", "n_setup"), ("baseline", "n_baseline")) if row[n] == 0]
+    if empty:
+        return "inconclusive", f"inconclusive — no finite seed of {' and '.join(empty)} (NaN or missing)"
     if row["p_holm"] < LEVEL:
         return "reproduced", "reproduced"
     other_side = row["ci_high"] < 0 if row["direction"] == "greater" else row["ci_low"] > 0

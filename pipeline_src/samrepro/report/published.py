@@ -113,7 +113,11 @@ def check_claims(claims: Sequence[Mapping[str, Any]], experiments: Mapping[str, 
                              f"{list(CLAIM_METRICS[task])}")
         if c.get("paper"):
             for key in ("setup", "baseline"):
-                if paper_value(paper, c["paper"], c[key]) is None:
+                try:
+                    found = paper_value(paper, c["paper"], c[key])
+                except ValueError as err:
+                    raise ValueError(f"{where}: {err}; fix claims.{i}.paper.path") from None
+                if found is None:
                     raise ValueError(f"{where}: paper_results has no number for {c[key]} under "
                                      f"'{c['paper']['path']}' {c['paper'].get('field', '')}; fix claims.{i}.paper")
 

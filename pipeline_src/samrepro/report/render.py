@@ -174,7 +174,7 @@ def _claim_row(r: Mapping[str, Any]) -> dict[str, Any]:
 def _nonfinite(r: Mapping[str, Any]) -> str:
     bad = [f"{r[k]} {side}" for k, side in (("nonfinite_setup", "setup"), ("nonfinite_baseline", "baseline"))
            if r[k]]
-    return f" ({', '.join(bad)} seeds NaN/missing)" if bad else ""
+    return f" (NaN/missing: {', '.join(bad)})" if bad else ""
 
 
 def provenance(spec: Mapping[str, Any], manifests: Sequence[str]) -> dict[str, Any]:

@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from samrepro import catalog
-from samrepro.schema import load_schema
+from samrepro import catalog, schema
 
 RULE_KINDS = ("prepare", "tune", "train", "evaluate", "track", "report")
 
@@ -38,44 +37,10 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
-def _error_key(error: Any) -> str:
-    path = ".".join(str(p) for p in error.absolute_path)
-    return path or "<top level>"
-
-
 def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate against the schema, filling its defaults (as `snakemake.utils.validate` does).
-
-    Raises ValueError naming the offending key, the schema's message and the fix (the schema's description).
-    """
-    import jsonschema
-    from jsonschema import Draft202012Validator, validators
-
-    schema = load_schema()
-    base = Draft202012Validator
-    validate_properties = base.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):  # noqa: ANN001 - jsonschema's signature
-        if isinstance(instance, dict):
-            for prop, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
-
-    validator_cls = validators.extend(base, {"properties": set_defaults})
-    config = copy.deepcopy(config)
-    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
-    if error is not None:
-        sub = error.schema if isinstance(error.schema, dict) else {}
-        if error.validator == "additionalProperties" and sub.get("properties"):
-            hint = "one of " + ", ".join(sorted(sub["properties"]))  # a typo'd key: list the right spellings
-        else:
-            hint = sub.get("description", "") if error.absolute_path else ""  # not the whole schema's blurb
-        raise ValueError(
-            f"invalid study config at key '{_error_key(error)}': {error.message}"
-            + (f" (expected: {hint})" if hint else "")
-        )
-    return config
+    """Validate against the schema, filling its defaults (as `snakemake.utils.validate` does); ValueError
+    naming the offending key, the schema's message and the fix."""
+    return schema.validate(config)
 
 
 def check_study(config: Mapping[str, Any]) -> None:

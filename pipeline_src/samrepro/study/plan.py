@@ -7,6 +7,7 @@ re-run, resumed or tracked without the study config. Tuning runs train on train-
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from samrepro import catalog
+from samrepro import catalog, schema
 from samrepro.atomic import atomic_write_text
 from samrepro.study.config import fixed_rho, is_tuned, setup_value
 
@@ -55,6 +56,11 @@ def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | No
     return float(data["rho"])
 
 
+def settings_keys() -> list[str]:
+    """The keys an experiment hands unchanged to its runs: the schema's `$defs/settings` (one place)."""
+    return list(schema.load_schema()["$defs"]["settings"]["properties"])
+
+
 def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str, rho: float | None = None,
                      best: str | None = None) -> dict[str, Any]:
     """One run config (docs/ARCHITECTURE.md Part C 'run.yaml') from an experiment spec (`study.config.experiment_spec`)."""
@@ -81,21 +87,10 @@ def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str,
         "seed": int(seed),
         "phase": phase,
         "rho": resolve_rho(spec, setup, phase, rho, best),
-        "dataset": dict(spec["dataset"]),
-        "model": dict(spec["model"]),
-        "embedding_dim": int(spec["embedding_dim"]),
-        "head": dict(spec["head"]),
+        **{key: copy.deepcopy(spec[key]) for key in settings_keys()},
         "optim": optim,
         "schedule": {**spec["schedule"], "epochs": epochs},
         "batch_size": int(setup_value(spec, setup, "batch_size")),
-        "eval_batch_size": int(spec["eval_batch_size"]),
-        "workers": int(spec["workers"]),
-        "device": spec["device"],
-        "amp": spec["amp"],
-        "channels_last": spec["channels_last"],
-        "probe_batch_size": int(spec["probe_batch_size"]),
-        "sharpness": dict(spec["sharpness"]),
-        "ddp_sync_perturbation": bool(spec["ddp_sync_perturbation"]),
     }
 
 
