@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from samrepro.track.lineage import log_dataset, mark_training_experiment, run_times_ms, span_ms
 from samrepro.track.runs import (
     RunRecord,
     flatten_eval,
@@ -107,6 +108,7 @@ class StudyTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_id = self._experiment(Path(artifact_root))
+        mark_training_experiment(self.client, self.experiment_id)
         self.commit, self.dirty = git_commit()
         self.stats = {"created": 0, "skipped": 0, "replaced": 0}
 
@@ -148,11 +150,12 @@ class StudyTracker:
         for i in range(0, len(mlist), MAX_METRICS):
             self.client.log_batch(run_id, metrics=mlist[i:i + MAX_METRICS])
 
-    def _create(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
+    def _create(self, name: str, tags: dict[str, str], parent_id: str | None = None,
+                start_time: int | None = None) -> str:
         if parent_id:
             tags = {**tags, "mlflow.parentRunId": parent_id}
         tags = {**tags, "mlflow.user": _user()}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags, start_time=start_time)
         return run.info.run_id
 
     def log_setup(self, experiment: str, setup: str, runs: Sequence[RunRecord],
@@ -183,18 +186,22 @@ class StudyTracker:
                        "samrepro.experiment": experiment, "samrepro.setup": setup,
                        "mlflow.source.git.commit": self.commit, "git_commit": self.commit,
                        "git_dirty": str(self.dirty).lower()}
-        parent_id = self._create(parent_key, parent_tags)
+        times = {r.key: run_times_ms(r) for r in runs}  # the training's real start and end (lineage.py)
+        parent_start, parent_end = span_ms(list(times.values()))
+        parent_id = self._create(parent_key, parent_tags, start_time=parent_start)
         ids[parent_key] = parent_id
         self._log(parent_id, _parent_params(experiment, setup, runs), _parent_metrics(finals), {})
         for r in sorted(runs, key=lambda r: (r.phase != "tune", r.rho or 0.0, r.seed)):
-            run_id = self._create(r.key.split("/", 1)[1], _provenance_tags(r, self.commit, self.dirty), parent_id)
+            run_id = self._create(r.key.split("/", 1)[1], _provenance_tags(r, self.commit, self.dirty), parent_id,
+                                  start_time=times[r.key][0])
             self._log(run_id, flatten_params(r.config), _run_metrics(r), {})
             for name in ARTIFACTS:
                 if (r.path / name).is_file():
                     self.client.log_artifact(run_id, str(r.path / name))
-            self.client.set_terminated(run_id, "FINISHED")
+            log_dataset(self.client, run_id, r)
+            self.client.set_terminated(run_id, "FINISHED", end_time=times[r.key][1])
             ids[r.key] = run_id
-        self.client.set_terminated(parent_id, "FINISHED")
+        self.client.set_terminated(parent_id, "FINISHED", end_time=parent_end)
         self.stats["replaced" if replaced else "created"] += 1 + len(runs)
         return ids
 
