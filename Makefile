@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed
 CORES ?= $(shell nproc)
 STUDY_CONFIG ?= config/config.yaml
 
-.PHONY: venv test reproduce lint bench estimate test-slurm slurm-up slurm-down clean
+PY_SOURCES := pipeline_src tests bench
+SNAKE_SOURCES := Snakefile $(wildcard workflow/rules/*.smk)
+
+.PHONY: venv test reproduce lint format bench estimate test-slurm slurm-up slurm-down clean
 
 venv: $(STAMP)
 
@@ -19,9 +22,16 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/python -m pytest -q -m "not slurm"
 
+# lint checks, format applies: ruff for Python, snakefmt for the Snakefile and rules (line length: pyproject).
 lint: venv
-	$(BIN)/ruff check pipeline_src tests bench
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/snakefmt --check $(SNAKE_SOURCES)
 	$(BIN)/snakemake --lint --configfile $(STUDY_CONFIG)
+
+format: venv
+	$(BIN)/ruff format $(PY_SOURCES)
+	$(BIN)/snakefmt $(SNAKE_SOURCES)
 
 reproduce: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --configfile $(STUDY_CONFIG)
