@@ -40,6 +40,8 @@ def test_welch_ignores_non_finite_seeds_and_needs_two_per_side():
     assert math.isnan(stats.welch([math.nan] * 3, B).delta)
     flat = stats.welch([1.0, 1.0], [0.0, 0.0])  # no spread: no CI and no p (scipy's answer is NaN too)
     assert math.isnan(flat.ci_low) and math.isnan(stats.one_sided_p(flat, "greater"))
+    rounded = stats.welch([94.0 + 0.1 * 2] * 3, [94.1, 94.1 + 1e-14, 94.1])  # identical but for float rounding
+    assert math.isnan(stats.one_sided_p(rounded, "greater"))
     with pytest.raises(ValueError, match="direction='up'"):
         stats.one_sided_p(stats.welch(A, B), "up")
 

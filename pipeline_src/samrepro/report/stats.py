@@ -27,6 +27,7 @@ ALPHA = 0.05
 POWER = 0.8
 MAX_SEEDS = 10_000  # the sample-size search stops here: "more than MAX_SEEDS" is the answer beyond
 DIRECTIONS = ("greater", "less")
+SE_FLOOR = 1e-9  # a standard error below this share of the means is float rounding of identical seeds
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Welch:
         return Welch(delta, math.nan, math.nan, math.nan, math.nan)
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
-    if se == 0:
+    if se <= SE_FLOOR * max(abs(a.mean()), abs(b.mean()), 1.0):  # identical seeds, up to rounding: no test
         return Welch(delta, 0.0, math.nan, math.nan, math.nan)
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = st.t.ppf(0.5 + level / 2, df) * se
