@@ -29,23 +29,42 @@ STEPS = 22  # 1347 digits training images / batch 64
 
 
 def run_cfg(**kw) -> dict:
-    cfg = {"study": "t", "experiment": "digits", "setup": "SAM", "seed": 1, "rho": 0.05,
-           "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 8}},
-           "schedule": {"epochs": 1}, "batch_size": 64, "probe_batch_size": 32, "threads": 1, "workers": 0,
-           "sharpness": {"samples": 64, "iterations": 5}}
+    cfg = {
+        "study": "t",
+        "experiment": "digits",
+        "setup": "SAM",
+        "seed": 1,
+        "rho": 0.05,
+        "dataset": {"name": "digits"},
+        "model": {"name": "small_cnn", "kwargs": {"width": 8}},
+        "schedule": {"epochs": 1},
+        "batch_size": 64,
+        "probe_batch_size": 32,
+        "threads": 1,
+        "workers": 0,
+        "sharpness": {"samples": 64, "iterations": 5},
+    }
     cfg.update(kw)
     return C.validate(cfg)
 
 
 def _net(name: str, seed: int = 0) -> Network:
     torch.manual_seed(seed)
-    return Network.build(get_setup(name), "small_cnn", 10, embedding_dim=16,
-                         model_kw={"in_channels": 3, "width": 8}, head_kw={})
+    return Network.build(
+        get_setup(name),
+        "small_cnn",
+        10,
+        embedding_dim=16,
+        model_kw={"in_channels": 3, "width": 8},
+        head_kw={},
+    )
 
 
 def _batches(n: int, seed: int = 1) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, 10, (32,), generator=g)) for _ in range(n)]
+    return [
+        (torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, 10, (32,), generator=g)) for _ in range(n)
+    ]
 
 
 def _steps(name: str, amp: bool, n: int, lr: float = 0.005) -> tuple[list[float], torch.Tensor]:
@@ -102,7 +121,9 @@ def test_aace_is_float32_for_bf16_logits() -> None:
     with autocast(CPU, True):
         logits = net(x, y)
         loss = aace_loss(logits, y)
-    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32 and math.isfinite(float(loss.detach()))
+    assert (
+        logits.dtype == torch.bfloat16 and loss.dtype == torch.float32 and math.isfinite(float(loss.detach()))
+    )
 
 
 # Measured on this model (5 steps, lr 0.005): classification setups differ by <= 2.1e-4 in the loss and
@@ -134,8 +155,14 @@ def openset():
 @pytest.mark.parametrize("name", ["FlatFace-SAM-ArcFace", "FlatFace-AACE-AdaFace"])
 def test_heads_probe_and_verification_under_cpu_bf16(name, openset) -> None:
     torch.manual_seed(0)
-    net = Network.build(get_setup(name), "small_cnn", openset.num_classes, embedding_dim=16,
-                        model_kw={"in_channels": 1, "width": 8}, head_kw={})
+    net = Network.build(
+        get_setup(name),
+        "small_cnn",
+        openset.num_classes,
+        embedding_dim=16,
+        model_kw={"in_channels": 1, "width": 8},
+        head_kw={},
+    )
     x, y = get_batch(openset.train_eval, list(range(32)))
     with autocast(CPU, True):
         figures = probe(net, x, y)
@@ -166,8 +193,9 @@ def test_classification_accuracy_under_bf16() -> None:
 
     bundle = data.build("digits", "data", use_validation=False)
     torch.manual_seed(0)
-    net = Network.build(get_setup("SGD"), "small_cnn", 10, embedding_dim=16, model_kw={"in_channels": 1},
-                        head_kw={})
+    net = Network.build(
+        get_setup("SGD"), "small_cnn", 10, embedding_dim=16, model_kw={"in_channels": 1}, head_kw={}
+    )
     acc = classification_accuracy(net, bundle.eval, 128, CPU, amp=True, channels_last=True)
     assert 0 <= acc["top1"] <= acc["top5"] <= 100
 
@@ -197,8 +225,11 @@ def test_at_most_one_host_read_per_sync_every_steps(monkeypatch, tmp_path, on_de
     """sync_every=5 on 22 steps: reads after steps 5, 10, 15, 20 and at the epoch's end = 5 per epoch. The
     worker path also turns the epoch's permutation (a host tensor, no device involved) into a list once."""
     host_only = 1 if on_device == "false" else 0
-    n = _count_reads(monkeypatch, run_cfg(sync_every=5, data_on_device=on_device, schedule={"epochs": 2}),
-                     tmp_path / "five")
+    n = _count_reads(
+        monkeypatch,
+        run_cfg(sync_every=5, data_on_device=on_device, schedule={"epochs": 2}),
+        tmp_path / "five",
+    )
     assert 0 < n <= 2 * (math.ceil(STEPS / 5) + host_only)
     n1 = _count_reads(monkeypatch, run_cfg(sync_every=1, data_on_device=on_device), tmp_path / "one")
     assert n1 >= STEPS  # the counter does see reads: one per step when asked for
@@ -229,8 +260,11 @@ def test_nan_is_found_at_the_next_sync_naming_step_and_range(tmp_path, monkeypat
         return res
 
     monkeypatch.setattr(step_mod, "train_step", flaky)
-    with pytest.raises(trainer.TrainingDivergedError, match=r"epoch 2, step 3/22 \(found by the host check of "
-                                                              r"steps 1-5; sync_every=5\)"):
+    with pytest.raises(
+        trainer.TrainingDivergedError,
+        match=r"epoch 2, step 3/22 \(found by the host check of "
+        r"steps 1-5; sync_every=5\)",
+    ):
         trainer.train(run_cfg(sync_every=5, schedule={"epochs": 3}), tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
@@ -263,7 +297,11 @@ def test_stop_inside_a_window_resumes_bitwise(tmp_path) -> None:
     a = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert (m["train_loss"], m["train_acc"], m["eval_acc"]) == (ref["train_loss"], ref["train_acc"], ref["eval_acc"])
+    assert (m["train_loss"], m["train_acc"], m["eval_acc"]) == (
+        ref["train_loss"],
+        ref["train_acc"],
+        ref["eval_acc"],
+    )
 
 
 # ---------------------------------------------------------------- device-resident data
