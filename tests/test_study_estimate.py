@@ -120,7 +120,11 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     assert "total           all" in text
     costs = json.loads(out.read_text())
     assert len(costs) == 100 and {c["phase"] for c in costs} == {"tune", "final", "evaluate"}
-    assert len(load_study([REPO / "config" / "config.yaml"])["experiments"]) == 2
+    assert "note: rule" not in text  # the default study's experiments share their resources
+    cfg = load_study([REPO / "config" / "config.yaml"])
+    assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {}
+    cfg["experiments"]["digits"]["resources"] = {"train": {"mem_mb": 4000}}
+    assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {"train": ["digits", "digits_openset"]}
 
 
 def test_cli_bad_profile_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

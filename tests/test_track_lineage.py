@@ -91,3 +91,16 @@ def test_a_different_copy_gets_another_digest_and_bad_manifests_are_refused(tmp_
     with pytest.raises(ValueError, match=f"{bad}: a prepare manifest is a JSON object"):
         read_manifest(bad)
     assert read_manifest(tmp_path / "absent.json") is None
+
+
+def test_provenance_names_an_array_task_as_slurm_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from samrepro.engine.records import provenance
+
+    monkeypatch.setenv("SLURM_JOB_ID", "105")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert provenance()["slurm_job_id"] == "105" and provenance()["slurm_array_job_id"] is None
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "104")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    prov = provenance()
+    assert (prov["slurm_job_id"], prov["slurm_array_job_id"], prov["slurm_array_task_id"]) == ("104_2", "104", "2")

@@ -58,9 +58,13 @@ def versions() -> dict[str, str]:
 
 
 def provenance() -> dict[str, Any]:
-    """Where and under which scheduler job the run happened (SLURM_JOB_ID for the cluster tests)."""
-    return {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID") or None,
-            "versions": versions()}
+    """Where and under which scheduler job the run happened (SLURM_JOB_ID for the cluster tests). A task of a
+    SLURM array job (the slurm profile submits tune/train/evaluate as arrays) is `<array job id>_<task id>`,
+    as squeue, sacct and scontrol name it; slurm_array_job_id / slurm_array_task_id hold the two parts."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID") or None, os.environ.get("SLURM_ARRAY_TASK_ID") or None
+    job = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID") or None
+    return {"host": socket.gethostname(), "slurm_job_id": job, "slurm_array_job_id": array_job,
+            "slurm_array_task_id": task, "versions": versions()}
 
 
 def resource_usage(device: Any = None) -> dict[str, float | None]:

@@ -26,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samrepro.study.config import load_study
-    from samrepro.study.estimate import estimate_study, format_table, summarize
+    from samrepro.study.estimate import (
+        estimate_study,
+        format_table,
+        mixed_array_resources,
+        study_jobs,
+        summarize,
+    )
 
     try:
         config = load_study(args.config)
@@ -34,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         print(f"samrepro estimate: {err}", file=sys.stderr)
         return 2
+    for rule, experiments in mixed_array_resources(list(study_jobs(config))).items():
+        print(f"note: rule '{rule}' requests different resources in {', '.join(experiments)}: with the slurm "
+              "profile's arrays (slurm-array-jobs) every task of an array gets its first job's resources; "
+              "submit one experiment at a time or pass --slurm-array-jobs none")
     rows, totals = summarize(costs)
     print(f"study '{config['study']}': {len(costs)} tune/train/evaluate jobs")
     print(format_table(rows, totals, markdown=args.markdown), end="")
