@@ -9,6 +9,7 @@ from snakemake.utils import validate
 # The library lives next to the Snakefile: importable even from a snakemake outside the venv.
 sys.path.insert(0, os.path.join(workflow.basedir, "pipeline_src"))
 
+from samrepro import schema  # noqa: E402
 from samrepro.study import config as study  # noqa: E402
 from samrepro.study.workflow import jobs_use_this_python  # noqa: E402
 from samrepro.report.published import check_study_claims  # noqa: E402
@@ -217,6 +218,27 @@ def res(kind, key):
         return study.job_resources(config, kind, experiment)[key]
 
     return get
+
+
+# The resource keys of a job: the schema's `$defs/resources` block (study-wide, overridable per experiment).
+RESOURCE_KEYS = list(schema.load_schema()["$defs"]["resources"]["properties"])
+
+
+def resources_of(kind, gpus=True):
+    """A rule's `resources:` (`**resources_of(kind)`): every key of the study's resources for this kind of
+    job; local bookkeeping rules (gpus=False) leave out the GPU keys."""
+    return {key: res(kind, key) for key in RESOURCE_KEYS if gpus or not key.startswith("gpu")}
+
+
+def plan_and_train(phase_args):
+    """The shell of a training job (tune and train rules): write the run's run.yaml with `samrepro plan`, then
+    train it (under torchrun when the job has several GPUs); `phase_args` says which phase and which rho."""
+    return (
+        "(python -m samrepro plan --spec {params.spec:q} --setup {wildcards.setup} --seed {wildcards.seed} "
+        f"{phase_args} --out {{params.dir}}/run.yaml"
+        " && OMP_NUM_THREADS={threads} {params.launcher} -m samrepro train --config {params.dir}/run.yaml "
+        "--out {params.dir}) > {log:q} 2>&1"
+    )
 
 
 def launcher(kind):

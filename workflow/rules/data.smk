@@ -12,12 +12,7 @@ rule prepare:
         download=download_flag,
     threads: res("prepare", "cpus_per_task")
     resources:
-        cpus_per_task=res("prepare", "cpus_per_task"),
-        runtime=res("prepare", "runtime"),
-        mem_mb=res("prepare", "mem_mb"),
-        slurm_partition=res("prepare", "slurm_partition"),
-        slurm_account=res("prepare", "slurm_account"),
-        slurm_extra=res("prepare", "slurm_extra"),
+        **resources_of("prepare", gpus=False),
     conda:
         ENV
     shell:

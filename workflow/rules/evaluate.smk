@@ -13,14 +13,7 @@ rule evaluate:
         dir=run_dir,
     threads: res("evaluate", "cpus_per_task")
     resources:
-        cpus_per_task=res("evaluate", "cpus_per_task"),
-        runtime=res("evaluate", "runtime"),
-        mem_mb=res("evaluate", "mem_mb"),
-        gpu=res("evaluate", "gpu"),
-        gpu_model=res("evaluate", "gpu_model"),
-        slurm_partition=res("evaluate", "slurm_partition"),
-        slurm_account=res("evaluate", "slurm_account"),
-        slurm_extra=res("evaluate", "slurm_extra"),
+        **resources_of("evaluate"),
     conda:
         ENV
     shell:

@@ -25,12 +25,7 @@ rule report:
         mlflow=lambda wildcards, input: f"--mlflow-runs {input.tracked}" if input.tracked else "",
     threads: res("report", "cpus_per_task")
     resources:
-        cpus_per_task=res("report", "cpus_per_task"),
-        runtime=res("report", "runtime"),
-        mem_mb=res("report", "mem_mb"),
-        slurm_partition=res("report", "slurm_partition"),
-        slurm_account=res("report", "slurm_account"),
-        slurm_extra=res("report", "slurm_extra"),
+        **resources_of("report", gpus=False),
     conda:
         ENV
     shell:

@@ -17,12 +17,7 @@ rule track:
         uri=tracking_uri_arg(),
     threads: res("track", "cpus_per_task")
     resources:
-        cpus_per_task=res("track", "cpus_per_task"),
-        runtime=res("track", "runtime"),
-        mem_mb=res("track", "mem_mb"),
-        slurm_partition=res("track", "slurm_partition"),
-        slurm_account=res("track", "slurm_account"),
-        slurm_extra=res("track", "slurm_extra"),
+        **resources_of("track", gpus=False),
     conda:
         ENV
     shell:

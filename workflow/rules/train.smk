@@ -19,18 +19,8 @@ rule train:
         launcher=launcher("train"),
     threads: res("train", "cpus_per_task")
     resources:
-        cpus_per_task=res("train", "cpus_per_task"),
-        runtime=res("train", "runtime"),
-        mem_mb=res("train", "mem_mb"),
-        gpu=res("train", "gpu"),
-        gpu_model=res("train", "gpu_model"),
-        slurm_partition=res("train", "slurm_partition"),
-        slurm_account=res("train", "slurm_account"),
-        slurm_extra=res("train", "slurm_extra"),
+        **resources_of("train"),
     conda:
         ENV
     shell:
-        "(python -m samrepro plan --spec {params.spec:q} --setup {wildcards.setup} --seed {wildcards.seed} "
-        "--phase final {params.best} --out {params.dir}/run.yaml"
-        " && OMP_NUM_THREADS={threads} {params.launcher} -m samrepro train --config {params.dir}/run.yaml "
-        "--out {params.dir}) > {log:q} 2>&1"
+        plan_and_train("--phase final {params.best}")

@@ -17,21 +17,11 @@ rule tune:
         launcher=launcher("tune"),
     threads: res("tune", "cpus_per_task")
     resources:
-        cpus_per_task=res("tune", "cpus_per_task"),
-        runtime=res("tune", "runtime"),
-        mem_mb=res("tune", "mem_mb"),
-        gpu=res("tune", "gpu"),
-        gpu_model=res("tune", "gpu_model"),
-        slurm_partition=res("tune", "slurm_partition"),
-        slurm_account=res("tune", "slurm_account"),
-        slurm_extra=res("tune", "slurm_extra"),
+        **resources_of("tune"),
     conda:
         ENV
     shell:
-        "(python -m samrepro plan --spec {params.spec:q} --setup {wildcards.setup} --seed {wildcards.seed} "
-        "--phase tune --rho {wildcards.rho} --out {params.dir}/run.yaml"
-        " && OMP_NUM_THREADS={threads} {params.launcher} -m samrepro train --config {params.dir}/run.yaml "
-        "--out {params.dir}) > {log:q} 2>&1"
+        plan_and_train("--phase tune --rho {wildcards.rho}")
 
 
 rule select_rho:
