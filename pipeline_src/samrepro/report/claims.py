@@ -119,7 +119,10 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
     other_side = row["ci_high"] < 0 if row["direction"] == "greater" else row["ci_low"] > 0
     if other_side:
         return "contradicted", "contradicted"
-    n = row["seeds_needed"]
+    n, ran = row["seeds_needed"], min(row["n_setup"], row["n_baseline"])
+    if n is not None and n <= ran and row["seeds_basis"] == "published Δ":
+        return "inconclusive", (f"inconclusive — ≈ {n} seeds per arm would show the published Δ and {ran} ran: "
+                                "ours is smaller than published")
     if n is not None:
         return "inconclusive", f"inconclusive — needs ≈ {n} seeds per arm"
     if "not in the claimed direction" in row["seeds_basis"]:
