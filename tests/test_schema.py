@@ -122,3 +122,8 @@ def test_the_shipped_studies_plan_with_every_key_given():
     cfg = load_study([ROOT / "config" / "config.yaml"])
     run = build_run_config(experiment_spec(cfg, "digits"), "SGD", 0, "final")
     assert set(settings()) <= set(run)
+
+
+def test_the_package_finds_the_one_schema_file():
+    # a link in the checkout (a copy in an installed wheel): the Snakefile and the package read one file
+    assert schema.schema_path().resolve() == (ROOT / "workflow" / "schemas" / "config.schema.yaml").resolve()

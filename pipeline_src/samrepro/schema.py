@@ -29,18 +29,15 @@ def name_enums() -> dict[str, list[str]]:
     }
 
 
-def repo_root() -> Path:
-    """The checkout holding `workflow/` (the package is installed editable from `pipeline_src/`)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def schema_path() -> Path:
-    """The one schema file, also used by the Snakefile; $SAMREPRO_SCHEMA overrides (non-editable installs)."""
+    """The one schema file, workflow/schemas/config.schema.yaml (the Snakefile reads it there). The package
+    holds it as `samrepro/config.schema.yaml`: a link in a checkout, a copy in an installed wheel, so
+    `samrepro train` finds it anywhere; $SAMREPRO_SCHEMA overrides both."""
     env = os.environ.get("SAMREPRO_SCHEMA")
-    path = Path(env) if env else repo_root() / "workflow" / "schemas" / "config.schema.yaml"
+    path = Path(env) if env else Path(__file__).with_name("config.schema.yaml")
     if not path.is_file():
         raise FileNotFoundError(
-            f"config schema not found at {path}: run from a samrepro checkout or set SAMREPRO_SCHEMA"
+            f"config schema not found at {path}: reinstall samrepro (pip install -e .) or set SAMREPRO_SCHEMA"
         )
     return path
 
