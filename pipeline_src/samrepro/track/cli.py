@@ -1,6 +1,8 @@
 """`samrepro track`: log a study's run folders into MLflow (the single writer; idempotent).
 
 View the result with `mlflow ui --backend-store-uri sqlite:///results/<study>/mlflow.db` (or the URI used).
+Exit codes: 0 logged (or unchanged), 2 a run file or the store is missing/corrupt (the message names it and
+how to redo it), 4 the summary could not be written. A `track` killed at any point is simply run again.
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrepro.track.mlflow_log import track_study
+    from samrepro.track.mlflow_log import resolve_tracking_uri, track_study
 
-    summary = track_study(args.study, args.results, args.runs, args.tune, tracking_uri=args.tracking_uri)
+    try:
+        summary = track_study(args.study, args.results, args.runs, args.tune, tracking_uri=args.tracking_uri)
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("mlflow", "sqlalchemy", "sqlite3")):
+            raise
+        uri = resolve_tracking_uri(args.tracking_uri, args.results)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(f"MLflow store {uri}: {type(exc).__name__}: {first}; check the store (a sqlite file "
+                         "can be moved aside: track then logs every run again)") from exc
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     if args.out:
         atomic_write_text(args.out, text)

@@ -3,8 +3,11 @@
 Layout: one MLflow experiment per study (artifacts under results/<study>/mlartifacts, not ./mlruns); a parent
 run per experiment x setup; a child run per final seed and per tuning run (tag samrepro.phase). Every run
 carries the tag samrepro.key (its identity) and samrepro.content_hash (hash of its files). Re-running:
-a setup whose content is unchanged is skipped; a changed one (re-trained, new config) has its old runs
-deleted and logged afresh, so the store never holds two runs with one key.
+a setup whose content is unchanged and completely logged is skipped; a changed one (re-trained, new config)
+or an incomplete one has its old runs deleted and logged afresh, so the store never holds two runs with one
+key. Complete = one FINISHED parent with the content hash and one FINISHED child per run under it: a run is
+set FINISHED only after its params, metrics and artifacts are logged, so a `track` killed at any instant
+(even SIGKILL) leaves RUNNING or missing runs, which the next `track` redoes.
 """
 
 from __future__ import annotations
@@ -47,6 +50,26 @@ def default_tracking_uri(results_dir: str | os.PathLike[str]) -> str:
 def resolve_tracking_uri(explicit: str | None, results_dir: str | os.PathLike[str]) -> str:
     """Precedence: the config's tracking.uri (passed explicitly) > $MLFLOW_TRACKING_URI > local sqlite."""
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(results_dir)
+
+
+def check_sqlite_store(uri: str) -> None:
+    """An existing sqlite store must be a sound SQLite file (MLflow's own error is 80 lines without the path)."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):]).resolve()
+    if not path.is_file():
+        return
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as con:
+            verdict = str(con.execute("PRAGMA quick_check").fetchone()[0])
+    except sqlite3.DatabaseError as exc:
+        verdict = str(exc)
+    if verdict != "ok":
+        raise ValueError(f"{path}: the MLflow store is corrupt ({verdict[:160]}); move it aside "
+                         f"(mv {path} {path}.corrupt) and rerun track: it logs every run again from the run folders")
 
 
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
@@ -166,11 +189,9 @@ class StudyTracker:
         content = "|".join(sorted(f"{r.key}={r.content_hash()}" for r in runs))
         parent_hash = _short_hash(content)
         old_parent = existing.get(parent_key, [])
-        if len(old_parent) == 1 and old_parent[0].data.tags.get(HASH_TAG) == parent_hash:
-            children = {r.key: existing.get(r.key, []) for r in runs}
-            if all(len(v) == 1 for v in children.values()):
-                self.stats["skipped"] += 1 + len(runs)
-                return {parent_key: old_parent[0].info.run_id, **{k: v[0].info.run_id for k, v in children.items()}}
+        if _complete(old_parent, parent_hash, [existing.get(r.key, []) for r in runs]):
+            self.stats["skipped"] += 1 + len(runs)
+            return {parent_key: old_parent[0].info.run_id, **{r.key: existing[r.key][0].info.run_id for r in runs}}
         # changed or new: drop whatever exists under these keys (and children of old parents), log afresh
         stale = list(old_parent)
         for r in runs:
@@ -218,6 +239,15 @@ class StudyTracker:
         for (experiment, setup), group in sorted(groups.items()):
             ids.update(self.log_setup(experiment, setup, group, existing))
         return ids
+
+
+def _complete(parent: Sequence[Any], parent_hash: str, children: Sequence[Sequence[Any]]) -> bool:
+    """One FINISHED parent holding `parent_hash`, and exactly one FINISHED child under it per run."""
+    if len(parent) != 1 or parent[0].data.tags.get(HASH_TAG) != parent_hash or parent[0].info.status != "FINISHED":
+        return False
+    pid = parent[0].info.run_id
+    return all(len(c) == 1 and c[0].info.status == "FINISHED" and c[0].data.tags.get("mlflow.parentRunId") == pid
+               for c in children)
 
 
 def _user() -> str:
@@ -277,6 +307,7 @@ def track_study(study: str, results_dir: str | os.PathLike[str], run_paths: Iter
             raise ValueError(f"runs {other.path} and {r.path} both claim to be {r.key} (their metrics.json); "
                              "one of them is stale: delete it")
     runs = list(by_key.values())
+    check_sqlite_store(uri)
     tracker = StudyTracker(study, uri, Path(results_dir) / "mlartifacts")
     ids = tracker.log_study(runs)
     return {"study": study, "tracking_uri": uri, "experiment_id": tracker.experiment_id,

@@ -1,6 +1,7 @@
 """Read the job outputs of one run folder (run.yaml, metrics.json, history.csv, eval.json) into plain data.
 
-Shared by `track` (MLflow) and `report` (pandas): both see the same numbers, read the same way.
+Shared by `track` (MLflow) and `report` (pandas): both see the same numbers, read the same way. A missing or
+corrupt file is a ValueError naming it and how to redo that run with the workflow (`redo_hint`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from samrepro.errors import read_json, yaml_problem
 
 RUN_FILES = ("run.yaml", "metrics.json", "history.csv", "eval.json")
 
@@ -94,9 +97,23 @@ def numeric_items(data: Mapping[str, Any]) -> dict[str, float]:
     return {k: v for k, v in ((k, _number(v)) for k, v in data.items()) if v is not None}
 
 
+def redo_hint(path: Path) -> str:
+    """How to make the workflow write `path` again: Snakemake reruns the job of a missing output, and
+    --forcerun reruns it even when the file exists (train resumes from the run's checkpoint.pt)."""
+    return (f"redo it: delete {path} and rerun snakemake, or run `snakemake --forcerun {path}` "
+            "(with your usual --configfile/--profile)")
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
+    try:
+        return _history_rows(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: not a history.csv ({exc}); {redo_hint(path.parent / 'metrics.json')}") from exc
+
+
+def _history_rows(path: Path) -> list[dict[str, float]]:
     rows = []
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -117,17 +134,17 @@ def read_run(folder: str | Path, require_eval: bool = False) -> RunRecord:
     folder = Path(folder)
     mpath = folder / "metrics.json"
     if not mpath.is_file():
-        raise ValueError(f"{folder}: no metrics.json; the run did not finish (rerun its Snakemake job)")
-    metrics = json.loads(mpath.read_text())
+        raise ValueError(f"{folder}: no metrics.json, the run did not finish; {redo_hint(mpath)}")
+    metrics = _mapping(read_json(mpath, redo_hint(mpath)), mpath)
     for key in ("experiment", "setup", "seed", "phase"):
         if key not in metrics:
-            raise ValueError(f"{mpath}: lacks '{key}' (docs/ARCHITECTURE.md Part C metrics.json)")
+            raise ValueError(f"{mpath}: lacks '{key}' (docs/ARCHITECTURE.md Part C metrics.json); {redo_hint(mpath)}")
     epath = folder / "eval.json"
     if require_eval and not epath.is_file():
-        raise ValueError(f"{folder}: no eval.json; run `samrepro evaluate --run {folder} --out {epath}`")
-    evaluation = json.loads(epath.read_text()) if epath.is_file() else {}
+        raise ValueError(f"{folder}: no eval.json; {redo_hint(epath)} (or `samrepro evaluate --run {folder}`)")
+    evaluation = _mapping(read_json(epath, redo_hint(epath)), epath) if epath.is_file() else {}
     cpath = folder / "run.yaml"
-    config = yaml.safe_load(cpath.read_text()) if cpath.is_file() else {}
+    config = _read_yaml(cpath) if cpath.is_file() else {}
     rho = metrics.get("rho")
     return RunRecord(
         path=folder,
@@ -141,6 +158,23 @@ def read_run(folder: str | Path, require_eval: bool = False) -> RunRecord:
         evaluation=evaluation,
         history=read_history(folder / "history.csv"),
     )
+
+
+def _mapping(data: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}; {redo_hint(path)}")
+    return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
+        raise ValueError(f"{path}: not valid YAML ({problem}); {redo_hint(path.parent / 'metrics.json')}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}; {redo_hint(path.parent / 'metrics.json')}")
+    return data or {}
 
 
 def run_folder(path: str | Path) -> Path:
