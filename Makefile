@@ -9,7 +9,7 @@ STUDY_CONFIG ?= config/config.yaml
 PY_SOURCES := pipeline_src tests bench
 SNAKE_SOURCES := Snakefile $(wildcard workflow/rules/*.smk)
 
-.PHONY: venv test reproduce lint format bench estimate test-slurm slurm-up slurm-down clean
+.PHONY: venv test reproduce lint format bench gpu-check estimate test-slurm slurm-up slurm-down clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,11 @@ reproduce: venv
 
 bench: venv
 	$(BIN)/python bench/bench_step.py
+
+# On a GPU node (<= 5 min, no dataset): WRN-28-10 throughput fp32 vs bf16, SAM/SGD, host syncs, the tiny study on
+# CUDA. Figures printed and written to results/gpu_check.json; README "GPUs" says what to expect.
+gpu-check: venv
+	$(BIN)/python bench/gpu_check.py --json results/gpu_check.json
 
 # The compute bill of a study (FLOPs, GPU-hours, jobs over their runtime) before submitting it; no data needed.
 ESTIMATE_CONFIG ?= config/paper.yaml
