@@ -45,7 +45,8 @@ def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) ->
 
 
 def schema_path() -> Path:
-    """workflow/schemas/claims.schema.yaml, beside the study schema (which $SAMREPRO_SCHEMA may relocate)."""
+    """claims.schema.yaml beside the study schema: in the package (a link to workflow/schemas/ in a checkout, a
+    copy in a wheel), or beside $SAMREPRO_SCHEMA."""
     from samrepro.schema import schema_path as study_schema
 
     return study_schema().parent / "claims.schema.yaml"

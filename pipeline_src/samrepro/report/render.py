@@ -159,6 +159,7 @@ def _claim_row(r: Mapping[str, Any]) -> dict[str, Any]:
     needed = r["seeds_needed"]
     return {
         "id": r["id"], "experiment": r["experiment"], "metric": r["metric"], "source": r["source"],
+        "short": r["id"].removeprefix(f"{r['experiment']}: "),
         "verdict": r["verdict"], "css": r["verdict"].replace(" ", "-"), "mark": MARKS[r["verdict"]],
         "text": r["verdict_text"], "ours": f"{_fmt(r['delta'])}{ci}",
         "n": f"{r['n_setup']} vs {r['n_baseline']}" + _nonfinite(r),
