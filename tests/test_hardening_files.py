@@ -221,3 +221,25 @@ def test_atomic_rewrite_keeps_the_existing_mode_like_open(tmp_path) -> None:
     target.chmod(0o640)
     atomic_write_text(target, '{"rho": 0.05}')
     assert target.stat().st_mode & 0o777 == 0o640 and target.read_text() == '{"rho": 0.05}'
+
+
+def test_select_rho_names_a_corrupt_metrics_json_and_its_redo(tmp_path, capsys) -> None:
+    metrics = tmp_path / "rho0.05_seed0" / "metrics.json"
+    metrics.parent.mkdir()
+    metrics.write_text('{"experiment": "e", "setup": "SAM", "rho": 0.0')
+    assert main(["select-rho", "--metrics", str(metrics), "--out", str(tmp_path / "best.json")]) == 2
+    line = one_error_line(capsys)
+    assert str(metrics) in line and f"snakemake --forcerun {metrics}" in line
+    assert not (tmp_path / "best.json").exists()
+
+
+def test_plan_names_a_corrupt_best_json_and_its_redo(tmp_path, capsys) -> None:
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"study": "s", "experiments": {"e": {
+        "dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "setups": ["SAM"], "rho_grid": [0.05]}}}))
+    best = tmp_path / "best.json"
+    best.write_text("\x00\x01")
+    rc = main(["plan", "--config", str(study), "--experiment", "e", "--setup", "SAM", "--seed", "0",
+               "--phase", "final", "--best", str(best), "--out", str(tmp_path / "run.yaml")])
+    line = one_error_line(capsys)
+    assert rc == 2 and str(best) in line and f"snakemake --forcerun {best}" in line

@@ -8,7 +8,6 @@ re-run, resumed or tracked without the study config. Tuning runs train on train-
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from samrepro import catalog, schema
 from samrepro.atomic import atomic_write_text
+from samrepro.errors import read_json
 from samrepro.study.config import fixed_rho, is_tuned, setup_value
 
 PHASES = ("tune", "final")
@@ -48,7 +48,10 @@ def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | No
             f"{name}: a final run of a tuned setup needs --best best.json (written by `samrepro select-rho`) "
             f"or a fixed rho in setup_overrides.{setup}.rho"
         )
-    data = json.loads(Path(best).read_text())
+    redo = f"delete {best} and rerun snakemake (select-rho writes it again), or run `snakemake --forcerun {best}`"
+    data = read_json(best, redo)
+    if not isinstance(data, dict) or not isinstance(data.get("rho"), int | float):
+        raise ValueError(f"{best}: not a best.json (no numeric 'rho'); {redo}")
     if data.get("experiment") != spec["experiment"] or data.get("setup") != setup:
         raise ValueError(
             f"{best} is for {data.get('experiment')}/{data.get('setup')}, not {name}: pass the setup's own best.json"

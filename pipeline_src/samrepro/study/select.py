@@ -8,10 +8,10 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from samrepro.atomic import atomic_write_text
+from samrepro.errors import read_json
 
 TIE_DECIMALS = 9  # scores equal to 1e-9 (percent) are ties: float noise must not decide
 
@@ -19,7 +19,8 @@ TIE_DECIMALS = 9  # scores equal to 1e-9 (percent) are ties: float noise must no
 def read_tuning_metrics(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]]:
     rows = []
     for path in paths:
-        data = json.loads(Path(path).read_text())
+        data = read_json(path, f"redo that tuning run: delete {path} and rerun snakemake, or run "
+                               f"`snakemake --forcerun {path}`")
         for key in ("experiment", "setup", "rho", "seed", "selection_score"):
             if key not in data:
                 raise ValueError(f"{path}: metrics.json lacks '{key}' (written by `samrepro train`)")
