@@ -61,7 +61,7 @@ class DeviceProfile:
 DEVICE_PROFILES: dict[str, DeviceProfile] = {
     "A100": DeviceProfile("A100", 312.0, 0.3),
     "H100": DeviceProfile("H100", 989.0, 0.3),
-    "CPU": DeviceProfile("CPU", 0.096, 0.07, per_core=True),
+    "CPU": DeviceProfile("CPU", 0.096, 0.15, per_core=True),
 }
 
 
