@@ -134,3 +134,22 @@ def test_rho_at_the_end_of_its_grid_is_flagged():
     assert low["rho"] == "0.02 (grid edge)" and low["grid"].startswith("0.02: 90.00")
     assert tuned_row("SAM", {"rho": 0.1, "score": 95.0, "grid": grid})["rho"] == "0.1 (grid edge)"
     assert tuned_row("SAM", {"rho": 0.1, "score": 95.0, "grid": grid[2:]})["rho"] == "0.1"  # one value: no edge
+
+
+def test_reference_rows(tmp_path, capsys):
+    """A deterministic reference (raw pixels) is one row of its experiment's table, each cell with n=1."""
+    runs, tune, best = make_runs(tmp_path / "results")
+    ref = tmp_path / "pixels.json"
+    ref.write_text(json.dumps({"experiment": "face", "name": "raw pixels", "task": "face",
+                               "benchmarks": {"lfw": {"acc_mean": 71.25, "acc_std": 1.5}},
+                               "verification_mean": 70.5}))
+    out = tmp_path / "rep"
+    base = ["report", "--spec", json.dumps(SPEC), "--paper", str(PAPER), "--runs", *runs, "--out", str(out)]
+    assert main([*base, "--reference", str(ref)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| raw pixels (reference) | — | 1 | 70.50 (n=1) | 71.25 (n=1) |" in md
+    assert "raw pixels (reference)" in (out / "index.html").read_text()
+    ref.write_text('{"name": "raw pixels"}')
+    assert main([*base, "--reference", str(ref)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(ref) in err and "'experiment'" in err and "\n" not in err
