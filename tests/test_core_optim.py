@@ -189,7 +189,7 @@ def test_asam_perturbation():
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(20, dtype=torch.float64))
     w0 = w.detach().clone()
-    opt = SAM([w], torch.optim.SGD, rho=0.5, perturbation="asam", asam_eta=0.01, lr=0.1)
+    opt = SAM([w], torch.optim.SGD, rho=0.5, perturbation="asam", asam_eta=0.01, asam_scope="all", lr=0.1)
     (w**3).sum().backward()
     g = w.grad.clone()
     t = w0.abs() + 0.01

@@ -287,7 +287,7 @@ def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
     oc = cfg["optim"]
     optimizer = build_optimizer(setup, param_groups(net, setup, oc["weight_decay"]), lr=oc["lr"],
                                 momentum=oc["momentum"], weight_decay=oc["weight_decay"],
-                                nesterov=oc["nesterov"], rho=cfg["rho"])
+                                nesterov=oc["nesterov"], rho=cfg["rho"], asam=oc.get("asam"))
     steps = steps_per_epoch(len(bundle.train), cfg["batch_size"], min_last=2 * rt.dist.world)
     schedule = LRSchedule(optimizer, cfg["schedule"], steps)
     generator = torch.Generator().manual_seed(seed)

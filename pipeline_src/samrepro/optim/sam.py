@@ -9,8 +9,12 @@ Perturbations (ε from the gradients present at ``first_step``):
 
 - ``"sam"``:  ε = ρ g / (‖g‖₂ + 1e-12), the norm taken over *all* parameters together (Foret et al. 2021).
 - ``"aace"``: ε = −ρ g, unnormalized (AACE-SAM; the authors' ``p.sub_(ρ·grad)``), g the AACE-loss gradient.
-- ``"asam"``: adaptive SAM (Kwon et al. 2021): ε = ρ T² g / (‖T g‖₂ + 1e-12), T = |w| + η (η = ``asam_eta``),
-  applied to every parameter (as davda54/sam's ``adaptive`` option, plus Kwon's η). Extra baseline only.
+- ``"asam"``: adaptive SAM (Kwon et al. 2021): ε = ρ T² g / (‖T g‖₂ + 1e-12), the norm over all parameters,
+  T elementwise. ``asam_scope="weights"`` (default, Kwon et al.'s definition): T = |w| + η on weight matrices
+  and convolution kernels (tensors of ≥ 2 dims), T = 1 on biases and normalization parameters (1-D tensors;
+  the optimizer sees tensors, not names — the reference code's ``"weight" in name`` also scales BatchNorm's γ).
+  ``asam_scope="all"``: T = |w| + η on every parameter (davda54/sam's ``adaptive`` option, which has η = 0).
+  η = ``asam_eta`` (0.01 by default, Kwon et al.). Extra baseline only.
 
 Weight decay, momentum and nesterov belong to the base optimizer, which steps at the *original* w with the
 gradient taken at w + ε. ``first_step`` saves w into a persistent buffer and ``second_step`` copies it back,
@@ -28,6 +32,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 PERTURBATIONS = ("sam", "aace", "asam")
+ASAM_SCOPES = ("weights", "all")
 _NORM_EPS = 1e-12
 
 
@@ -47,6 +52,7 @@ class SAM(Optimizer):
         perturbation: str = "sam",
         *,
         asam_eta: float = 0.01,
+        asam_scope: str = "weights",
         **base_kwargs: Any,
     ) -> None:
         if perturbation not in PERTURBATIONS:
@@ -59,6 +65,8 @@ class SAM(Optimizer):
             )
         if asam_eta < 0:
             raise ValueError(f"asam_eta={asam_eta} must be ≥ 0.")
+        if asam_scope not in ASAM_SCOPES:
+            raise ValueError(f"asam_scope={asam_scope!r} is unknown; use one of {', '.join(ASAM_SCOPES)}.")
         defaults = dict(rho=float(rho), perturbation=perturbation, **base_kwargs)
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -67,6 +75,7 @@ class SAM(Optimizer):
                 raise ValueError("all parameter groups must use the same perturbation; set it on SAM, not per group.")
         self.perturbation = perturbation
         self.asam_eta = float(asam_eta)
+        self.asam_scope = asam_scope
         self.base_optimizer = base_optimizer(self.param_groups, **base_kwargs)
         self._link_base()
         self._perturbed: list[Tensor] = []  # params moved by first_step, in order
@@ -110,19 +119,13 @@ class SAM(Optimizer):
         if self.perturbation == "aace":
             for group, params, grads in groups:
                 torch._foreach_add_(params, grads, alpha=-group["rho"])
+        elif self.perturbation == "asam":
+            self._asam_step(groups)
         else:
-            if self.perturbation == "asam":
-                scales = [torch._foreach_add(torch._foreach_abs(params), self.asam_eta) for _, params, _ in groups]
-                vecs = [torch._foreach_mul(grads, t) for t, (_, _, grads) in zip(scales, groups, strict=True)]
-            else:
-                scales, vecs = [], [grads for _, _, grads in groups]
-            norm = _global_norm([v for vs in vecs for v in vs])
-            for i, (group, params, grads) in enumerate(groups):
+            norm = _global_norm([g for _, _, grads in groups for g in grads])
+            for group, params, grads in groups:
                 scale = _scale_like(group["rho"] / (norm + _NORM_EPS), params[0])
-                if scales:
-                    eps = torch._foreach_mul(vecs[i], scales[i])
-                    torch._foreach_mul_(eps, scale)
-                elif zero_grad:  # the grads are discarded next: scale them in place, no new tensors
+                if zero_grad:  # the grads are discarded next: scale them in place, no new tensors
                     torch._foreach_mul_(grads, scale)
                     eps = grads
                 else:
@@ -130,6 +133,29 @@ class SAM(Optimizer):
                 torch._foreach_add_(params, eps)
         if zero_grad:
             self.zero_grad()
+
+    def _asam_step(self, groups: list[tuple[dict[str, Any], list[Tensor], list[Tensor]]]) -> None:
+        """w ← w + ρ T² g / ‖T g‖: scaled tensors get T = |w| + η, the others (1-D under scope "weights") T = 1."""
+        split = [self._asam_split(params, grads) for _, params, grads in groups]
+        ts = [torch._foreach_add(torch._foreach_abs(wp), self.asam_eta) if wp else [] for wp, _, _, _ in split]
+        tgs = [torch._foreach_mul(wg, t) if wg else [] for (_, wg, _, _), t in zip(split, ts, strict=True)]
+        norm = _global_norm([v for tg, (_, _, _, ug) in zip(tgs, split, strict=True) for v in (*tg, *ug)])
+        for (group, params, _), (wp, _, up, ug), t, tg in zip(groups, split, ts, tgs, strict=True):
+            scale = _scale_like(group["rho"] / (norm + _NORM_EPS), params[0])
+            if wp:
+                eps = torch._foreach_mul(tg, t)
+                torch._foreach_mul_(eps, scale)
+                torch._foreach_add_(wp, eps)
+            if up:
+                torch._foreach_add_(up, torch._foreach_mul(ug, scale))
+
+    def _asam_split(self, params: list[Tensor], grads: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """(scaled params, their grads, unit params, their grads): scope "all" scales every tensor, "weights"
+        those of ≥ 2 dims (weight matrices, kernels)."""
+        scaled = [self.asam_scope == "all" or p.dim() >= 2 for p in params]
+        pick = [(p, g) for p, g, s in zip(params, grads, scaled, strict=True) if s]
+        rest = [(p, g) for p, g, s in zip(params, grads, scaled, strict=True) if not s]
+        return ([p for p, _ in pick], [g for _, g in pick], [p for p, _ in rest], [g for _, g in rest])
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:

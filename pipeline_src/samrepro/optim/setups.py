@@ -29,12 +29,17 @@ def build_optimizer(
     weight_decay: float,
     nesterov: bool,
     rho: float | None,
+    asam: dict[str, Any] | None = None,
 ) -> Optimizer:
-    """Plain ``torch.optim.SGD`` for perturbation "none", else ``SAM`` wrapping SGD with radius ``rho``."""
+    """Plain ``torch.optim.SGD`` for perturbation "none", else ``SAM`` wrapping SGD with radius ``rho``;
+    ``asam`` ({scope, eta}, the run config's optim.asam) sets ASAM's operator T (sam.py)."""
     sgd_kw = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
     if setup.perturbation == "none":
         return torch.optim.SGD(params_or_groups, **sgd_kw)
     if rho is None:
         raise ValueError(f"setup {setup.name!r} needs rho (its perturbation radius); got None. Set rho in the run config.")
     _check_rho(rho)
-    return SAM(params_or_groups, torch.optim.SGD, rho=rho, perturbation=setup.perturbation, **sgd_kw)
+    extra = {}
+    if setup.perturbation == "asam" and asam:
+        extra = {"asam_eta": float(asam["eta"]), "asam_scope": asam["scope"]}  # schema-filled run config
+    return SAM(params_or_groups, torch.optim.SGD, rho=rho, perturbation=setup.perturbation, **extra, **sgd_kw)
