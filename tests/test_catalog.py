@@ -52,8 +52,11 @@ def _enums(node, path="schema"):
 def _name_lists(tree: ast.AST):
     """Literal collections of strings (list/tuple/set, or dict of string -> string): a table of names.
     `__all__` lists class names (ArcFace, AdaFace), not setups."""
-    exports = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
-               and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)}
+    exports = {
+        id(n.value)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)
+    }
     for node in ast.walk(tree):
         if id(node) in exports:
             continue
@@ -77,13 +80,19 @@ def test_no_second_list_of_names():
         if path.name == "catalog.py":
             continue
         for line, strings in _name_lists(ast.parse(path.read_text())):
-            found += [f"{path.relative_to(ROOT)}:{line} lists {kind}s" for kind, names in KINDS.items()
-                      if len(strings & names) >= 2]
+            found += [
+                f"{path.relative_to(ROOT)}:{line} lists {kind}s"
+                for kind, names in KINDS.items()
+                if len(strings & names) >= 2
+            ]
     for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
         for i, line in enumerate(path.read_text().splitlines(), 1):
             quoted = set(re.findall(r"""["']([A-Za-z0-9_-]+)["']""", line))
-            found += [f"{path.relative_to(ROOT)}:{i} lists {kind}s" for kind, names in KINDS.items()
-                      if len(quoted & names) >= 2]
+            found += [
+                f"{path.relative_to(ROOT)}:{i} lists {kind}s"
+                for kind, names in KINDS.items()
+                if len(quoted & names) >= 2
+            ]
     assert not found, "name lists outside samrepro/catalog.py: " + "; ".join(found)
 
 
@@ -93,8 +102,12 @@ def test_the_scanner_sees_a_name_list():
 
 
 def test_study_reads_tasks_from_the_catalog(monkeypatch):
-    study = {"study": "s", "experiments": {"e": {"dataset": {"name": "ms1mv2"}, "model": {"name": "iresnet50"},
-                                                 "setups": ["SAM"]}}}
+    study = {
+        "study": "s",
+        "experiments": {
+            "e": {"dataset": {"name": "ms1mv2"}, "model": {"name": "iresnet50"}, "setups": ["SAM"]}
+        },
+    }
     with pytest.raises(ValueError, match="'SAM' is a classification setup but dataset 'ms1mv2' is a face"):
         check_study(validate_schema(study))
     study["experiments"]["e"]["dataset"]["name"] = "new_faces"

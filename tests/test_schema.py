@@ -14,10 +14,19 @@ from samrepro.study.config import experiment_spec, load_study, validate_schema
 from samrepro.study.plan import build_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = {"study": "s", "experiments": {"e": {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"},
-                                             "setups": ["SGD", "SAM"]}}}
-RUN = {"setup": "SAM", "rho": 0.05, "dataset": {"name": "digits"}, "model": {"name": "small_cnn"},
-       "schedule": {"epochs": 3}}
+STUDY = {
+    "study": "s",
+    "experiments": {
+        "e": {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "setups": ["SGD", "SAM"]}
+    },
+}
+RUN = {
+    "setup": "SAM",
+    "rho": 0.05,
+    "dataset": {"name": "digits"},
+    "model": {"name": "small_cnn"},
+    "schedule": {"epochs": 3},
+}
 
 
 def settings() -> dict:
@@ -71,7 +80,9 @@ def test_run_errors_and_warnings_name_the_key(capsys):
         run_config.validate({**RUN, "schedule": {"epochs": 3, "warmup_epochs": 3}})
     run = run_config.validate({**RUN, "bookkeeping": 1, "optim": {"lr": 1}, "channels_last": True})
     assert "run config key 'bookkeeping' is not used" in capsys.readouterr().err
-    assert run["optim"]["lr"] == 1.0 and isinstance(run["optim"]["lr"], float) and run["channels_last"] == "true"
+    assert (
+        run["optim"]["lr"] == 1.0 and isinstance(run["optim"]["lr"], float) and run["channels_last"] == "true"
+    )
     assert run_config.validate(run) == run  # run.resolved.yaml validates to itself (evaluate re-reads it)
 
 
@@ -111,8 +122,11 @@ def _defaulted_keys(node) -> set[str]:
 def test_no_second_table_of_defaults():
     keys = _defaulted_keys(schema.load_schema())
     assert {"lr", "workers", "probe_batch_size", "samples"} <= keys
-    found = [f"{p.relative_to(ROOT)}:{line} {names}" for p in sorted((ROOT / "pipeline_src").rglob("*.py"))
-             for line, names in _default_tables(ast.parse(p.read_text()), keys)]
+    found = [
+        f"{p.relative_to(ROOT)}:{line} {names}"
+        for p in sorted((ROOT / "pipeline_src").rglob("*.py"))
+        for line, names in _default_tables(ast.parse(p.read_text()), keys)
+    ]
     assert not found, "defaults outside the schema: " + "; ".join(found)
     old = ast.parse('DEFAULTS = {"optim": {"lr": 0.1, "momentum": 0.9, "nesterov": False}}')
     assert list(_default_tables(old, keys)) == [(1, ["lr", "momentum", "nesterov"])]

@@ -56,8 +56,9 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
-
-def validate(instance: dict[str, Any], definition: str | None = None, what: str = "study config") -> dict[str, Any]:
+def validate(
+    instance: dict[str, Any], definition: str | None = None, what: str = "study config"
+) -> dict[str, Any]:
     """A copy of `instance` validated against the schema (or its `$defs/<definition>`) with defaults filled.
 
     Raises ValueError naming the offending key, the schema's message and the fix (the key's description).
@@ -65,12 +66,13 @@ def validate(instance: dict[str, Any], definition: str | None = None, what: str 
     import jsonschema
 
     root = load_schema()
-    schema = {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{definition}"} if definition else root
+    target = {"$schema": root["$schema"], "$defs": root["$defs"], "$ref": f"#/$defs/{definition}"}
     instance = copy.deepcopy(instance)
-    errors = list(_validator_class()(schema).iter_errors(instance))
+    errors = list(_validator_class()(target if definition else root).iter_errors(instance))
     # A failing part of an allOf leaves its keys "unevaluated": report the cause, not that echo of it.
-    error = jsonschema.exceptions.best_match([e for e in errors if e.validator != "unevaluatedProperties"]
-                                             or errors)
+    error = jsonschema.exceptions.best_match(
+        [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+    )
     if error is not None:
         raise ValueError(f"invalid {what} at key '{_error_key(error)}': {_message(error, root)}")
     return instance
