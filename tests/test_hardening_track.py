@@ -97,10 +97,11 @@ def test_track_redoes_what_a_sigkill_left_half_logged(tmp_path, monkeypatch) -> 
 
 @pytest.fixture
 def finished_run(tmp_path) -> Path:
-    """A real tiny run (digits, 1 epoch), trained and evaluated."""
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(yaml.safe_dump(TINY))
+    """A real tiny run (digits, 1 epoch), trained and evaluated; run.yaml inside it, as `plan` writes it."""
     out = tmp_path / "run"
+    out.mkdir()
+    cfg = out / "run.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
     assert main(["train", "--config", str(cfg), "--out", str(out)]) == 0
     assert main(["evaluate", "--run", str(out)]) == 0
     return out
@@ -119,7 +120,7 @@ def test_corrupt_metrics_json_is_named_with_a_redo_that_works(tmp_path, finished
     assert str(metrics) in line and f"snakemake --forcerun {metrics}" in line and f"delete {metrics}" in line
 
     metrics.unlink()  # the redo: what Snakemake does for a missing/forced output, then the same train command
-    assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(finished_run)]) == 0
+    assert main(["train", "--config", str(finished_run / "run.yaml"), "--out", str(finished_run)]) == 0
     redone = json.loads(metrics.read_text())
     for key in ("experiment", "setup", "seed", "phase", "epochs", "train_loss", "train_acc", "eval_acc",
                 "selection_score", "config_hash"):
