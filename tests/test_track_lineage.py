@@ -16,6 +16,7 @@ from samrepro.track.lineage import (
     content_hash,
     dataset_digest,
     read_manifest,
+    training_view_url,
 )
 from samrepro.track.mlflow_log import KEY_TAG, track_study
 
@@ -53,6 +54,7 @@ def test_dataset_inputs_times_and_experiment_kind(tmp_path: Path, monkeypatch: p
     uri = track_study("synth", res, runs, tune)["tracking_uri"]
     got = logged(uri)
     assert got["exp"].tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND == "custom_model_development"
+    assert training_view_url("7").endswith("/#/experiments/7/runs?workflowType=machine_learning")
 
     child, tuned, parent = (got["runs"][k] for k in ("cls/SAM/seed1", "cls/SAM/tune/rho0.05_seed0", "cls/SAM"))
     [inp] = child.inputs.dataset_inputs

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from samrepro.track.lineage import training_view_url
     from samrepro.track.mlflow_log import resolve_tracking_uri, track_study
 
     try:
@@ -41,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"MLflow {summary['tracking_uri']}: experiment '{args.study}' ({summary['experiment_id']}), "
           f"{len(summary['runs'])} runs: {summary['created']} created, {summary['replaced']} replaced, "
           f"{summary['skipped']} unchanged")
+    print(f"view: mlflow ui --backend-store-uri {summary['tracking_uri']}, then open "
+          f"{training_view_url(summary['experiment_id'])}")
     return 0

@@ -19,8 +19,11 @@
   `start_time`/`end_time` (Unix seconds) when the run recorded them; else end = metrics.json's modification
   time (train writes it once, at the end) and start = end − wall_time_s (wall time summed over resumes, so
   a resumed run's start is its effective start).
-- The study's experiment is tagged as model training (mlflow.experimentKind), so the MLflow 3 UI opens it on
-  the training runs instead of the GenAI overview (traces, tokens).
+- The study's experiment is tagged as model training (mlflow.experimentKind = custom_model_development, the
+  UI's ExperimentKind). The UI bundled with MLflow 3.17.2 takes the kind from its GenAI / Model training
+  switch whenever that switch is shown (always, in that build; default GenAI, remembered per browser), and
+  from the tag otherwise; a link with `?workflowType=machine_learning` sets the switch, so `track` prints
+  one (`training_view_url`) that opens the study's training runs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from samrepro.track.runs import RunRecord
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI (mlflow/server/js, ExperimentKind)
 TRAINING_KIND = "custom_model_development"
+TRAINING_VIEW = "machine_learning"  # the UI's workflowType of its "Model training" view
 CONTEXT_TAG = "mlflow.data.context"
 DIGEST_CHARS = 16
 
@@ -42,6 +46,11 @@ DIGEST_CHARS = 16
 def mark_training_experiment(client: Any, experiment_id: str) -> None:
     """Tag the experiment so the UI opens it as model training (idempotent: setting a tag overwrites it)."""
     client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+
+
+def training_view_url(experiment_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The study's runs in the MLflow UI's model-training view (`mlflow ui` serves on port 5000 by default)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType={TRAINING_VIEW}"
 
 
 def manifest_path(run: RunRecord) -> Path:
