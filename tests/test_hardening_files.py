@@ -243,3 +243,27 @@ def test_plan_names_a_corrupt_best_json_and_its_redo(tmp_path, capsys) -> None:
                "--phase", "final", "--best", str(best), "--out", str(tmp_path / "run.yaml")])
     line = one_error_line(capsys)
     assert rc == 2 and str(best) in line and f"snakemake --forcerun {best}" in line
+
+
+def test_an_undecodable_image_in_a_bin_names_the_file(tmp_path) -> None:
+    good = encode_image(face_images(1, 1, size=56)[0][0])
+    with open(tmp_path / "cfp_fp.bin", "wb") as f:
+        pickle.dump(([good, b"GIF89a not really an image"], [True]), f, protocol=2)
+    with pytest.raises(vb.VerificationBinError, match=r"cfp_fp\.bin: an image in it cannot be decoded"):
+        vb.load_bin(tmp_path / "cfp_fp.bin", 56, disk_cache=False)
+
+
+def test_a_corrupt_food101_meta_file_is_one_line_naming_it(tmp_path, capsys) -> None:
+    from formats import write_food101
+
+    write_food101(tmp_path, ["apple_pie", "sushi"], 2, 1)
+    meta = tmp_path / "food-101" / "meta" / "train.json"
+    meta.write_text('{"apple_pie": ["apple_pie/0"')
+    rc = main(["prepare", "--dataset", "food101", "--root", str(tmp_path), "--out", str(tmp_path / "m.json")])
+    line = one_error_line(capsys)
+    assert rc == 2 and str(meta) in line and "re-extract" in line
+
+
+def test_report_with_a_malformed_spec_is_one_line(tmp_path, capsys) -> None:
+    assert main(["report", "--spec", "{'study': 1}", "--out", str(tmp_path / "rep")]) == 2
+    assert "--spec is not valid JSON" in one_error_line(capsys)

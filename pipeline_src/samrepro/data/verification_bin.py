@@ -113,11 +113,20 @@ def load_bin(
             result = None
     if result is None:
         bins, issame = read_bin_raw(path)
-        result = (decode_images(bins, image_size), torch.tensor(issame, dtype=torch.bool))
+        result = (_decode_all(path, bins, image_size), torch.tensor(issame, dtype=torch.bool))
         if disk_cache:
             _write_cache(cache, result)
     _MEMO[key] = result
     return result
+
+
+def _decode_all(path: Path, bins: list[bytes], size: int) -> torch.Tensor:
+    """decode_images, with an undecodable entry reported as a bad .bin file naming it."""
+    try:
+        return decode_images(bins, size)
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated data, bad header
+        raise VerificationBinError(f"{path}: an image in it cannot be decoded ({type(exc).__name__}: "
+                                   f"{str(exc)[:120]}); replace the file with a genuine copy") from exc
 
 
 def _write_cache(cache: Path, result: tuple[torch.Tensor, torch.Tensor]) -> None:

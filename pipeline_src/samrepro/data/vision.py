@@ -8,7 +8,6 @@ and are augmented per batch (``transforms.BatchTransform``).
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from samrepro.errors import read_json
 
 from . import cifar
 from .datasets import TensorImageDataset
@@ -292,8 +293,10 @@ def _food_folder(root: Path, download: bool) -> Path:
 
 
 def _food_meta(folder: Path, split: str) -> tuple[list[str], list[Path], np.ndarray]:
-    with open(folder / "meta" / f"{split}.json") as f:
-        meta = json.load(f)
+    meta = read_json(folder / "meta" / f"{split}.json", "re-extract food-101/meta from the archive (or "
+                     "delete food-101 and prepare with --download)")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{folder / 'meta' / f'{split}.json'}: expected {{class: [image ids]}}; re-extract it")
     classes = sorted(meta)  # torchvision's Food101 orders classes the same way
     index = {c: i for i, c in enumerate(classes)}
     paths: list[Path] = []

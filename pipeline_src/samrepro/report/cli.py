@@ -30,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from samrepro.report.render import report_from_files
 
-    spec = json.loads(args.spec) if args.spec else {}
+    try:
+        spec = json.loads(args.spec) if args.spec else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--spec is not valid JSON ({exc.msg} at column {exc.colno}); pass the study JSON") from None
     ctx = report_from_files(spec, args.paper, args.runs, args.tune, args.best, args.out, args.claims,
                             args.reference, args.manifests)
     counts = ", ".join(f"{n} {v}" for v, n in ctx["verdict_counts"].items()) or "no claims"
