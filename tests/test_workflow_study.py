@@ -125,7 +125,7 @@ def test_select_rho_best_mean_and_ties_to_smaller():
     assert select_rho(rows)["rho"] == 0.2
 
 
-def test_select_rho_cli_reads_selection_score(tmp_path):
+def test_select_rho_cli_reads_selection_score(tmp_path, capsys):
     paths = []
     for rho, score in ((0.02, 50.0), (0.05, 70.0), (0.1, 60.0)):
         p = tmp_path / f"rho{fmt_rho(rho)}_seed0" / "metrics.json"
@@ -139,8 +139,9 @@ def test_select_rho_cli_reads_selection_score(tmp_path):
     assert best["rho"] == 0.05 and [g["rho"] for g in best["grid"]] == [0.02, 0.05, 0.1]
     (tmp_path / "rho0.1_seed0" / "metrics.json").write_text(json.dumps(
         {"experiment": "e", "setup": "SAM", "rho": 0.1, "seed": 0, "selection_score": float("nan")}))
-    with pytest.raises(ValueError, match="diverged"):
-        main(["select-rho", "--metrics", *paths, "--out", str(out)])
+    capsys.readouterr()
+    assert main(["select-rho", "--metrics", *paths, "--out", str(out)]) == 2  # one line, exit 2 (issue 8)
+    assert "diverged" in capsys.readouterr().err
 
 
 def test_resources_flow_from_config():
