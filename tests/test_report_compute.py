@@ -64,3 +64,28 @@ def test_cpu_profile_is_calibrated_on_a_reduced_embedded_study(tmp_path: Path) -
         assert 1 / 3 <= row["ratio"] <= 3, section["markdown"]  # measured within 3x of the estimate
     assert 1 / 3 <= section["ratio"] <= 3
     assert "| digits | final | SAM | 1 |" in section["markdown"]
+
+
+def test_a_run_the_estimate_cannot_read_is_shown_without_estimate(tmp_path: Path) -> None:
+    from workflow_synthetic import write_run
+
+    run = read_run(write_run(tmp_path / "r", experiment="e", setup="SGD", seed=0))  # run.yaml without probe size
+    section = compute_section([run])
+    [row] = section["rows"]
+    assert pd.isna(row["estimated_s"]) and pd.isna(row["ratio"]) and row["measured_s"] == 1.5
+    assert section["ratio"] is None and "| e | final | SGD | 1 | - | 1.5 | - |" in section["markdown"]
+
+
+def test_the_report_has_the_compute_section(tmp_path: Path) -> None:
+    import json
+
+    from workflow_synthetic import classification_eval, write_run
+
+    runs = [str(write_run(tmp_path / f"runs/cls/SGD/seed{s}", experiment="cls", setup="SGD", seed=s,
+                          evaluation=classification_eval(80.0 + s)) / "eval.json") for s in (0, 1)]
+    out = tmp_path / "report"
+    spec = {"study": "synth", "experiments": {"cls": {"setups": ["SGD"], "task": "classification", "paper": []}}}
+    assert main(["report", "--spec", json.dumps(spec), "--runs", *runs, "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "## Compute: estimated vs measured" in md and "| cls | final | SGD | 2 | - | 3 | - |" in md
+    assert "<h2>Compute: estimated vs measured</h2>" in (out / "index.html").read_text()

@@ -8,7 +8,8 @@ job's wall clock, resumes included). Per experiment × phase × setup:
     ratio = Σ measured / Σ estimated          (> 1: slower than the profile assumes; lower its utilisation)
 
 Beside it, images/s and the peak memory the runs recorded (host RSS; CUDA max allocated on a GPU) when their
-metrics.json carries them. Evaluate jobs record no wall time, so they are not compared.
+metrics.json carries them. Evaluate jobs record no wall time, so they are not compared. A run whose run.yaml
+the estimate cannot read (e.g. a dataset with neither files nor a declared size) shows '-' as its estimate.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ def _run_row(run: RunRecord, estimate: Mapping[str, Any]) -> dict[str, Any]:
 
     profile, units = device_of_run({"estimate": dict(estimate)}, run.config, run.metrics)
     m = run.metrics
-    return {"experiment": run.experiment, "phase": run.phase, "setup": run.setup,
-            "estimated_s": train_run_flops(run.config) / profile.flops_per_s(units),
+    try:
+        estimated = train_run_flops(run.config) / profile.flops_per_s(units)
+    except (KeyError, TypeError, ValueError):  # a run.yaml the estimate cannot read: shown, not estimated
+        estimated = None
+    return {"experiment": run.experiment, "phase": run.phase, "setup": run.setup, "estimated_s": estimated,
             "measured_s": float(m["wall_time_s"]), "images_per_s": _number(m.get("images_per_s")),
             "peak_rss_mb": _number(m.get("peak_rss_mb")),
             "cuda_max_allocated_mb": _number(m.get("cuda_max_allocated_mb")), "profile": profile.name}
@@ -52,7 +56,7 @@ def compute_table(costs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     keys = ["experiment", "phase", "setup"]
     grouped = costs.groupby(keys, sort=False)
-    table = grouped.agg(runs=("measured_s", "size"), estimated_s=("estimated_s", "sum"),
+    table = grouped.agg(runs=("measured_s", "size"), estimated_s=("estimated_s", lambda v: v.sum(min_count=len(v))),
                         measured_s=("measured_s", "sum"), images_per_s=("images_per_s", "mean"),
                         peak_rss_mb=("peak_rss_mb", "max"), cuda_max_allocated_mb=("cuda_max_allocated_mb", "max"),
                         profile=("profile", "first")).reset_index()
@@ -79,5 +83,8 @@ def _cell(value: Any) -> str:
 def compute_section(runs: Sequence[RunRecord], estimate: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What the report templates need: the table (records), its Markdown, and the study-wide ratio."""
     table = compute_table(run_costs(runs, estimate))
-    total = float(table["measured_s"].sum() / table["estimated_s"].sum()) if not table.empty else None
-    return {"rows": table.to_dict("records"), "markdown": compute_markdown(table), "ratio": total}
+    known = table.dropna(subset=["estimated_s"])
+    total = float(known["measured_s"].sum() / known["estimated_s"].sum()) if not known.empty else None
+    return {"rows": table.to_dict("records"), "markdown": compute_markdown(table), "ratio": total,
+            "ratio_text": "-" if total is None else f"{total:.3g}", "header": list(COLUMNS),
+            "cells": [[_cell(row[c]) for c in COLUMNS] for _, row in table.iterrows()]}

@@ -32,6 +32,7 @@ from samrepro.report.aggregate import (
     runs_frame,
 )
 from samrepro.report.claims import agreement, evaluate_claims, load_claims, study_claims
+from samrepro.report.compute import compute_section
 from samrepro.track.runs import RunRecord, flatten_eval, read_run, run_folder
 
 # metric columns shown per task, in order (others go to the full table)
@@ -80,6 +81,7 @@ def build_report(runs: Sequence[RunRecord], tune_runs: Sequence[RunRecord], best
         "verdict_counts": {v: int((claims.verdict == v).sum()) for v in MARKS if (claims.verdict == v).any()},
         "provenance": provenance(spec, manifests),
         "claims": claims,
+        "compute": compute_section([*runs, *tune_runs], spec.get("estimate")),
     }
     _write(out_dir, context, table, claims)
     return context
