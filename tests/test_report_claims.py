@@ -159,6 +159,7 @@ def _write_seeds(root: Path, exps: dict, rng: np.random.Generator) -> list[str]:
     return paths
 
 
+@pytest.mark.slow  # 135 runs, 9 experiments, ~40 figures: ~7 s
 def test_paper_study_report_shows_every_declared_claim_with_a_verdict(tmp_path):
     exps = _paper_study()
     runs = _write_seeds(tmp_path / "results", exps, np.random.default_rng(1))
