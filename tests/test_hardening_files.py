@@ -267,3 +267,9 @@ def test_a_corrupt_food101_meta_file_is_one_line_naming_it(tmp_path, capsys) -> 
 def test_report_with_a_malformed_spec_is_one_line(tmp_path, capsys) -> None:
     assert main(["report", "--spec", "{'study': 1}", "--out", str(tmp_path / "rep")]) == 2
     assert "--spec is not valid JSON" in one_error_line(capsys)
+
+
+def test_plan_without_experiment_is_one_line_exit_2(tmp_path, capsys) -> None:
+    rc = main(["plan", "--config", str(tmp_path / "s.yaml"), "--setup", "SGD", "--seed", "0", "--phase", "final",
+               "--out", str(tmp_path / "run.yaml")])
+    assert rc == 2 and "--config needs --experiment NAME" in one_error_line(capsys)

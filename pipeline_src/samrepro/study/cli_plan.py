@@ -28,9 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config:
-        if not args.experiment:
-            raise SystemExit("samrepro plan: --config needs --experiment NAME")
+    if args.config and not args.experiment:  # bad usage is bad input: exit 2, one line (samrepro.cli)
+        raise ValueError("--config needs --experiment NAME (one of the study's experiments)")
     try:
         if args.config:
             spec = experiment_spec(load_study(args.config), args.experiment)
