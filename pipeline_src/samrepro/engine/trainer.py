@@ -7,11 +7,18 @@ one progress line, and an atomic checkpoint. train_acc: classification = running
 logits over the epoch (augmented batches, as usual); face = nearest class weight by cosine on the
 un-augmented training images at the end of the epoch (margin logits would understate it). At the end: model.pt and metrics.json.
 
+No host synchronisation per step (`engine.window`): each step's loss and top-1 hits stay on the device; every
+`sync_every` steps and at the epoch's end one read folds them into the epoch sums (in step order, so the
+figures equal a per-step read's), checks them for NaN/inf (TrainingDivergedError naming the first bad step
+and the checked range; the last good checkpoint stays) and, under DDP, agrees on the stop flag. A single
+process sees a SIGTERM at the next step. Batches come from the device-resident set (`data_on_device`,
+`loader.DeviceData`) or the worker path (`loader.iterate_train`); on the CPU both give the same batches.
+
 Resume. The checkpoint stores the position of the next step (epoch, step), the model, the optimizer (SAM's
 state_dict), the schedule, every RNG state (torch/CUDA/numpy/python per rank, and the data-loader generator
 as it was at the start of the epoch), the history rows and the running epoch sums. A resumed run rebuilds
 the same epoch permutation, skips the batches already done, restores the RNG states and continues: with
-`workers: 0` it replays the uninterrupted run bitwise whether it stopped at an epoch boundary (SIGKILL: the
+`workers: 0` (or the device-resident path) it replays the uninterrupted run bitwise whether it stopped at an epoch boundary (SIGKILL: the
 last per-epoch checkpoint) or in the middle of one (SIGTERM: a checkpoint at the current step).
 
 Layout: `train()` is the algorithm (prepare → restore → per epoch: `run_epoch`, `end_of_epoch` → `finish`);
@@ -262,25 +269,46 @@ def train(cfg: dict[str, Any], out_dir: str | Path, stop: StopFlag | None = None
 # ---------------------------------------------------------------- setting up
 def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
     """Check the config against the setup and the processes, build data, network, optimizer and schedule."""
-    from samrepro.optim import build_optimizer, get_setup
+    from samrepro.optim import get_setup
 
     setup = get_setup(cfg["setup"])
-    if setup.two_pass and cfg["rho"] is None:
-        raise ValueError(f"run config: rho=None is invalid for setup {setup.name!r}: it perturbs the weights; "
-                         "set rho (e.g. 0.05)")
     t_start = time.perf_counter()
     rt = resolve_runtime(cfg)
-    if cfg["batch_size"] % rt.dist.world:
-        raise ValueError(f"run config: batch_size={cfg['batch_size']} must be divisible by the number of "
-                         f"processes ({rt.dist.world}); it is the global batch")
+    _check_run(cfg, setup, rt.dist.world)
     if rt.dist.is_main:
         _prepare_output(cfg, out)
     bundle = load_data(cfg)
     if bundle.task != setup.task:
         raise ValueError(f"run config: setup={setup.name!r} is a {setup.task} setup but dataset "
                          f"{cfg['dataset']['name']!r} is a {bundle.task} dataset; pick a matching pair")
+    net, optimizer = build_model(cfg, setup, bundle, rt)
+    steps = steps_per_epoch(len(bundle.train), cfg["batch_size"], min_last=2 * rt.dist.world)
     seed = int(cfg["seed"])
-    ckpt.seed_everything(seed)  # model initialisation is the same on every rank (DDP also broadcasts it)
+    generator = torch.Generator().manual_seed(seed)
+    if rt.dist.rank > 0:  # augmentation/dropout streams differ per rank; the epoch order (generator) does not
+        ckpt.seed_everything(seed + 7919 * rt.dist.rank)
+    probe_x, probe_y = probe_batch(bundle, cfg["probe_batch_size"])
+    return Run(cfg=cfg, out=out, stop=stop, setup=setup, rt=rt, bundle=bundle, net=net, optimizer=optimizer,
+               schedule=LRSchedule(optimizer, cfg["schedule"], steps), generator=generator,
+               probe=(to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device)), steps=steps,
+               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start, device_data=device_data(cfg, bundle, rt))
+
+
+def _check_run(cfg: dict[str, Any], setup: Any, world: int) -> None:
+    if setup.two_pass and cfg["rho"] is None:
+        raise ValueError(f"run config: rho=None is invalid for setup {setup.name!r}: it perturbs the weights; "
+                         "set rho (e.g. 0.05)")
+    if cfg["batch_size"] % world:
+        raise ValueError(f"run config: batch_size={cfg['batch_size']} must be divisible by the number of "
+                         f"processes ({world}); it is the global batch")
+
+
+def build_model(cfg: dict[str, Any], setup: Any, bundle: Any, rt: Runtime) -> tuple[nn.Module, Any]:
+    """The network on the device (initialised from the run's seed, identically on every rank) and its
+    optimizer (SGD, or SAM around SGD for the two-pass setups)."""
+    from samrepro.optim import build_optimizer
+
+    ckpt.seed_everything(int(cfg["seed"]))
     net = build_network(cfg, setup, bundle).to(rt.device)
     if rt.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -288,16 +316,7 @@ def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
     optimizer = build_optimizer(setup, param_groups(net, setup, oc["weight_decay"]), lr=oc["lr"],
                                 momentum=oc["momentum"], weight_decay=oc["weight_decay"],
                                 nesterov=oc["nesterov"], rho=cfg["rho"], asam=oc.get("asam"))
-    steps = steps_per_epoch(len(bundle.train), cfg["batch_size"], min_last=2 * rt.dist.world)
-    schedule = LRSchedule(optimizer, cfg["schedule"], steps)
-    generator = torch.Generator().manual_seed(seed)
-    if rt.dist.rank > 0:  # augmentation/dropout streams differ per rank; the epoch order (generator) does not
-        ckpt.seed_everything(seed + 7919 * rt.dist.rank)
-    probe_x, probe_y = probe_batch(bundle, cfg["probe_batch_size"])
-    probe = (to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device))
-    return Run(cfg=cfg, out=out, stop=stop, setup=setup, rt=rt, bundle=bundle, net=net, optimizer=optimizer,
-               schedule=schedule, generator=generator, probe=probe, steps=steps,
-               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start, device_data=device_data(cfg, bundle, rt))
+    return net, optimizer
 
 
 def device_data(cfg: dict[str, Any], bundle: Any, rt: Runtime) -> DeviceData | None:
