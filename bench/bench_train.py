@@ -8,14 +8,28 @@ batches: data loading must not be the bottleneck (loader ≥ 5× training). Medi
 
 On a CUDA machine add `--device cuda --model wrn28_10 --dataset-shape 3,32,32` for WRN-28-10 on CIFAR-shaped
 random data (images/s and peak GPU memory, SAM vs SGD).
+
+Engine mode, before/after a change: `--compare-with OTHER_TREE` times the engine's whole epoch loop
+(`trainer.train`, its own `images_per_s` = training images / step-loop seconds) for SGD and SAM at batch 128 on
+digits (small_cnn) and on CIFAR-shaped random data (a small WRN), once with this tree's code and once with
+OTHER_TREE's (each in a subprocess with that tree's `pipeline_src` first on the path), rounds interleaved so a
+shared machine's load hits both alike; it prints and writes the median after/before ratio per workload.
+
+    git worktree add /tmp/wt-before <commit>
+    .venv/bin/python bench/bench_train.py --compare-with /tmp/wt-before --rounds 3 --json ratios.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -107,8 +121,80 @@ def bench(args: argparse.Namespace) -> dict:
     return out
 
 
+# (name, dataset, model, model kwargs, epochs): digits is small_cnn's workload; "wrn" is CIFAR-shaped random data
+ENGINE_WORKLOADS = (
+    ("digits/small_cnn", "digits", "small_cnn", {}, 8),
+    ("cifar_shaped/wrn10_2", "synthetic", "wrn", {"depth": 10, "width": 2}, 2),
+)
+
+
+def engine_once(workload: str, setup: str, batch_size: int) -> float:
+    """images/s of the engine's step loop for one run (metrics.json of `trainer.train`), in this process."""
+    from samrepro.engine import config as C
+    from samrepro.engine import trainer
+
+    _, dataset, model, kwargs, epochs = next(w for w in ENGINE_WORKLOADS if w[0] == workload)
+    cfg = {"study": "bench", "experiment": "bench", "setup": setup, "seed": 0,
+           "rho": None if setup == "SGD" else 0.05, "dataset": {"name": "digits" if dataset == "digits" else "cifar10"},
+           "model": {"name": model, "kwargs": dict(kwargs)}, "schedule": {"name": "cosine", "epochs": epochs},
+           "batch_size": batch_size, "workers": 0, "threads": 1, "device": "cpu", "probe_batch_size": 32}
+    if dataset == "synthetic":
+        trainer.load_data = lambda _cfg: _synthetic_bundle(768)
+    with tempfile.TemporaryDirectory() as tmp:
+        return float(trainer.train(C.validate(cfg), tmp)["images_per_s"])
+
+
+def _synthetic_bundle(n: int):
+    from samrepro.data.datasets import TensorImageDataset
+    from samrepro.data.registry import DataBundle
+    from samrepro.data.transforms import BatchTransform
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    tf = BatchTransform((0.5,) * 3, (0.25,) * 3, train=True, crop_padding=4, flip=True, cutout=16)
+    small = TensorImageDataset(images[:128], labels[:128], tf.eval_copy())
+    return DataBundle(name="synthetic", task="classification", num_classes=10, input_shape=(3, 32, 32),
+                      train=TensorImageDataset(images, labels, tf), train_eval=small, eval=small)
+
+
+def _engine_subprocess(tree: Path, workload: str, setup: str, batch_size: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(tree / "pipeline_src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, __file__, "--engine-once", workload, "--setups", setup,
+                           "--batch-size", str(batch_size)], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0:
+        raise SystemExit(f"bench_train: {tree} {workload} {setup} failed:\n{proc.stderr[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(other: Path, rounds: int, batch_size: int, setups: list[str]) -> dict:
+    """Interleaved rounds (before, after, then after, before, ...) of every workload x setup; median ratios."""
+    here = Path(__file__).resolve().parents[1]
+    rates: dict[str, dict[str, list[float]]] = {}
+    for r in range(rounds):
+        order = [("before", other), ("after", here)]
+        for label, tree in order if r % 2 == 0 else order[::-1]:
+            for workload, *_ in ENGINE_WORKLOADS:
+                for setup in setups:
+                    rate = _engine_subprocess(tree, workload, setup, batch_size)
+                    rates.setdefault(f"{workload}/{setup}", {"before": [], "after": []})[label].append(rate)
+                    print(f"  round {r + 1} {label:6s} {workload:22s} {setup:4s} {rate:9.1f} images/s", flush=True)
+    out = {"batch_size": batch_size, "rounds": rounds, "before_tree": str(other), "workloads": {}}
+    for key, v in rates.items():
+        ratios = [a / b for a, b in zip(v["after"], v["before"], strict=True)]
+        # best-of: on a shared machine the fastest round is the one least slowed by other load
+        out["workloads"][key] = {"before": v["before"], "after": v["after"],
+                                 "median_after_over_before": statistics.median(ratios),
+                                 "best_after_over_best_before": max(v["after"]) / max(v["before"])}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--compare-with", default="", help="another checkout: engine before/after ratios")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--engine-once", default="", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
@@ -120,6 +206,18 @@ def main() -> None:
     p.add_argument("--synthetic-n", type=int, default=4096)
     p.add_argument("--json", default="")
     args = p.parse_args()
+    if args.engine_once:
+        print(engine_once(args.engine_once, args.setups, args.batch_size))
+        return
+    if args.compare_with:
+        res = compare(Path(args.compare_with), args.rounds, args.batch_size, args.setups.split(","))
+        for key, w in res["workloads"].items():
+            print(f"{key:28s} after/before {w['median_after_over_before']:.3f} (median of {args.rounds} rounds), "
+                  f"best/best {w['best_after_over_best_before']:.3f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2)
+        return
     res = bench(args)
     print(f"device {res['device']}, threads {res['threads']}, model {res['model']}, batch {res['batch_size']}, "
           f"{res['n_train']} training images")
