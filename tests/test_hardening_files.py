@@ -273,3 +273,10 @@ def test_plan_without_experiment_is_one_line_exit_2(tmp_path, capsys) -> None:
     rc = main(["plan", "--config", str(tmp_path / "s.yaml"), "--setup", "SGD", "--seed", "0", "--phase", "final",
                "--out", str(tmp_path / "run.yaml")])
     assert rc == 2 and "--config needs --experiment NAME" in one_error_line(capsys)
+
+
+def test_a_binary_run_yaml_is_one_line_naming_it(tmp_path, capsys) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_bytes(b"study: t\n\xff\xfe\x00garbage")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 2
+    assert str(cfg) in one_error_line(capsys)

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     except yaml.YAMLError as exc:  # e.g. a python tag: refused by safe_load, reported naming the file
         print(f"samrepro train: error: {yaml_message(exc, args.config)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except UnicodeDecodeError as exc:
+        print(f"samrepro train: error: {args.config}: not a text file ({exc.reason} at byte {exc.start}); "
+              "regenerate it with `samrepro plan`", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ValueError as exc:
         print(f"samrepro train: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
