@@ -24,10 +24,21 @@ from samrepro.cli import main
 from samrepro.data import verification_bin as vb
 from samrepro.engine import checkpoint as ckpt
 
-TINY = {"study": "t", "experiment": "digits", "setup": "SGD", "seed": 0, "rho": None,
-        "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-        "schedule": {"epochs": 1}, "batch_size": 128, "probe_batch_size": 16, "threads": 1, "workers": 0,
-        "sharpness": {"enabled": False}}
+TINY = {
+    "study": "t",
+    "experiment": "digits",
+    "setup": "SGD",
+    "seed": 0,
+    "rho": None,
+    "dataset": {"name": "digits"},
+    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
+    "schedule": {"epochs": 1},
+    "batch_size": 128,
+    "probe_batch_size": 16,
+    "threads": 1,
+    "workers": 0,
+    "sharpness": {"enabled": False},
+}
 
 
 class RunsCommand:
@@ -67,7 +78,11 @@ def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, capsys) -> Non
     rc = main(["train", "--config", str(run_yaml(tmp_path / "run.yaml")), "--out", str(out)])
     line = one_error_line(capsys)
     assert rc == 2 and not marker.exists()
-    assert str(out / "checkpoint.pt") in line and "posix.system" in line and f"delete {out / 'checkpoint.pt'}" in line
+    assert (
+        str(out / "checkpoint.pt") in line
+        and "posix.system" in line
+        and f"delete {out / 'checkpoint.pt'}" in line
+    )
 
 
 def test_crafted_model_pt_is_refused_by_evaluate(tmp_path, trained, capsys) -> None:
@@ -93,8 +108,10 @@ def test_legacy_pickle_checkpoint_is_refused(tmp_path) -> None:
 
 def test_genuine_checkpoint_with_numpy_rng_state_loads(tmp_path) -> None:
     ckpt.seed_everything(5)
-    ckpt.atomic_torch_save(tmp_path / "c.pt", {"model": {"w": torch.ones(2)}, "rng": [ckpt.capture_rng()],
-                                                "history": [{"a": 1.0}], "t": (1, "x")})
+    ckpt.atomic_torch_save(
+        tmp_path / "c.pt",
+        {"model": {"w": torch.ones(2)}, "rng": [ckpt.capture_rng()], "history": [{"a": 1.0}], "t": (1, "x")},
+    )
     state = ckpt.torch_load(tmp_path / "c.pt")
     expected = np.random.rand(3)
     ckpt.restore_rng(state["rng"][0])
@@ -111,7 +128,10 @@ def test_crafted_lfw_bin_is_refused_and_runs_nothing(tmp_path, capsys) -> None:
         pickle.dump(([b"\x89PNG", RunsCommand(marker)], [True]), f, protocol=2)
     with pytest.raises(vb.VerificationBinError, match=r"lfw\.bin: refused to load.*posix\.system"):
         vb.load_bin(root / "lfw.bin", 112, disk_cache=False)
-    assert main(["prepare", "--dataset", "face_folder", "--root", str(root), "--out", str(tmp_path / "m.json")]) == 2
+    assert (
+        main(["prepare", "--dataset", "face_folder", "--root", str(root), "--out", str(tmp_path / "m.json")])
+        == 2
+    )
     assert str(root / "lfw.bin") in one_error_line(capsys)
     assert not marker.exists()
 
@@ -159,8 +179,23 @@ def test_python_tagged_run_yaml_is_one_line_exit_2(tmp_path, capsys) -> None:
 def test_python_tagged_study_yaml_for_plan_is_one_line_exit_2(tmp_path, capsys) -> None:
     study = tmp_path / "study.yaml"
     study.write_text("study: s\nexperiments: !!python/object/apply:os.system ['true']\n")
-    rc = main(["plan", "--config", str(study), "--experiment", "e", "--setup", "SGD", "--seed", "0",
-               "--phase", "final", "--out", str(tmp_path / "run.yaml")])
+    rc = main(
+        [
+            "plan",
+            "--config",
+            str(study),
+            "--experiment",
+            "e",
+            "--setup",
+            "SGD",
+            "--seed",
+            "0",
+            "--phase",
+            "final",
+            "--out",
+            str(tmp_path / "run.yaml"),
+        ]
+    )
     line = one_error_line(capsys)
     assert rc == 2 and str(study) in line and "line 2" in line and "python tags are refused" in line
 
@@ -235,12 +270,42 @@ def test_select_rho_names_a_corrupt_metrics_json_and_its_redo(tmp_path, capsys) 
 
 def test_plan_names_a_corrupt_best_json_and_its_redo(tmp_path, capsys) -> None:
     study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({"study": "s", "experiments": {"e": {
-        "dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "setups": ["SAM"], "rho_grid": [0.05]}}}))
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "study": "s",
+                "experiments": {
+                    "e": {
+                        "dataset": {"name": "digits"},
+                        "model": {"name": "small_cnn"},
+                        "setups": ["SAM"],
+                        "rho_grid": [0.05],
+                    }
+                },
+            }
+        )
+    )
     best = tmp_path / "best.json"
     best.write_text("\x00\x01")
-    rc = main(["plan", "--config", str(study), "--experiment", "e", "--setup", "SAM", "--seed", "0",
-               "--phase", "final", "--best", str(best), "--out", str(tmp_path / "run.yaml")])
+    rc = main(
+        [
+            "plan",
+            "--config",
+            str(study),
+            "--experiment",
+            "e",
+            "--setup",
+            "SAM",
+            "--seed",
+            "0",
+            "--phase",
+            "final",
+            "--best",
+            str(best),
+            "--out",
+            str(tmp_path / "run.yaml"),
+        ]
+    )
     line = one_error_line(capsys)
     assert rc == 2 and str(best) in line and f"snakemake --forcerun {best}" in line
 
@@ -270,8 +335,21 @@ def test_report_with_a_malformed_spec_is_one_line(tmp_path, capsys) -> None:
 
 
 def test_plan_without_experiment_is_one_line_exit_2(tmp_path, capsys) -> None:
-    rc = main(["plan", "--config", str(tmp_path / "s.yaml"), "--setup", "SGD", "--seed", "0", "--phase", "final",
-               "--out", str(tmp_path / "run.yaml")])
+    rc = main(
+        [
+            "plan",
+            "--config",
+            str(tmp_path / "s.yaml"),
+            "--setup",
+            "SGD",
+            "--seed",
+            "0",
+            "--phase",
+            "final",
+            "--out",
+            str(tmp_path / "run.yaml"),
+        ]
+    )
     assert rc == 2 and "--config needs --experiment NAME" in one_error_line(capsys)
 
 

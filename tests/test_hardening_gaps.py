@@ -21,10 +21,22 @@ from samrepro.optim import SAM, get_setup
 from samrepro.optim.step import train_step, update_loss_fn
 from samrepro.study.config import validate_schema
 
-TINY = {"study": "t", "experiment": "digits", "setup": "SGD", "seed": 3, "rho": None, "phase": "tune",
-        "dataset": {"name": "digits", "val_fraction": 0.2, "split_seed": 5},
-        "model": {"name": "small_cnn", "kwargs": {"width": 4}}, "schedule": {"epochs": 1}, "batch_size": 128,
-        "probe_batch_size": 16, "threads": 1, "workers": 0, "sharpness": {"enabled": False}}
+TINY = {
+    "study": "t",
+    "experiment": "digits",
+    "setup": "SGD",
+    "seed": 3,
+    "rho": None,
+    "phase": "tune",
+    "dataset": {"name": "digits", "val_fraction": 0.2, "split_seed": 5},
+    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
+    "schedule": {"epochs": 1},
+    "batch_size": 128,
+    "probe_batch_size": 16,
+    "threads": 1,
+    "workers": 0,
+    "sharpness": {"enabled": False},
+}
 
 
 def top1(net: nn.Module, dataset) -> float:
@@ -44,8 +56,9 @@ def test_each_phase_trains_and_scores_on_its_own_split(tmp_path, phase: str) -> 
     assert main(["train", "--config", str(tmp_path / "run.yaml"), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     ds = TINY["dataset"]
-    tune = data.build("digits", None, use_validation=True, val_fraction=ds["val_fraction"],
-                      split_seed=ds["split_seed"])
+    tune = data.build(
+        "digits", None, use_validation=True, val_fraction=ds["val_fraction"], split_seed=ds["split_seed"]
+    )
     final = data.build("digits", None, use_validation=False)
     own, other = (tune, final) if phase == "tune" else (final, tune)
     assert len(tune.train) < len(final.train)
@@ -78,8 +91,11 @@ def test_reported_train_loss_is_the_update_loss_at_w(name: str) -> None:
     torch.manual_seed(0)
     setup, net = get_setup(name), _Tiny()
     x, y = torch.randn(12, 6), torch.randint(0, 5, (12,))
-    opt = (SAM(net.parameters(), torch.optim.SGD, rho=0.05, perturbation=setup.perturbation, lr=0.1)
-           if setup.two_pass else torch.optim.SGD(net.parameters(), lr=0.1))
+    opt = (
+        SAM(net.parameters(), torch.optim.SGD, rho=0.05, perturbation=setup.perturbation, lr=0.1)
+        if setup.two_pass
+        else torch.optim.SGD(net.parameters(), lr=0.1)
+    )
     result = train_step(net, opt, setup, x, y, label_smoothing=0.1)
     expected = update_loss_fn(setup, 0.1)(result.logits, y)
     assert float(result.loss) == pytest.approx(float(expected), rel=1e-6)
@@ -113,8 +129,14 @@ RECIPE = {  # docs/DESIGN.md "Recipes the authors' code uses"; the schema is the
 
 
 def test_every_recipe_default_of_an_experiment() -> None:
-    cfg = validate_schema({"study": "s", "experiments": {"e": {"dataset": {"name": "digits"},
-                                                               "model": {"name": "small_cnn"}, "setups": ["SGD"]}}})
+    cfg = validate_schema(
+        {
+            "study": "s",
+            "experiments": {
+                "e": {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"}, "setups": ["SGD"]}
+            },
+        }
+    )
     exp = cfg["experiments"]["e"]
     for key, value in RECIPE.items():
         got = {k: exp[key][k] for k in value} if isinstance(value, dict) else exp[key]
@@ -123,8 +145,15 @@ def test_every_recipe_default_of_an_experiment() -> None:
 
 
 def test_every_recipe_default_of_a_run_yaml() -> None:
-    cfg = engine_config.validate({"setup": "SAM", "rho": 0.05, "dataset": {"name": "digits"},
-                                  "model": {"name": "small_cnn"}, "schedule": {"epochs": 3}})
+    cfg = engine_config.validate(
+        {
+            "setup": "SAM",
+            "rho": 0.05,
+            "dataset": {"name": "digits"},
+            "model": {"name": "small_cnn"},
+            "schedule": {"epochs": 3},
+        }
+    )
     assert {k: cfg["optim"][k] for k in RECIPE["optim"]} == RECIPE["optim"]
     for key in ("name", "gamma", "warmup_epochs"):
         assert cfg["schedule"][key] == RECIPE["schedule"][key], key
@@ -156,7 +185,9 @@ def test_steps_per_epoch_and_epoch_batches_follow_the_last_batch_rule_exactly(mi
 # ---------------------------------------------------------------------------- SAM's ε at a zero gradient
 @pytest.mark.parametrize("perturbation", ["sam", "asam", "aace"])
 @pytest.mark.parametrize("grad", [0.0, 1e-30])
-def test_sam_first_step_is_finite_when_the_gradient_is_zero_or_underflows(perturbation: str, grad: float) -> None:
+def test_sam_first_step_is_finite_when_the_gradient_is_zero_or_underflows(
+    perturbation: str, grad: float
+) -> None:
     """A fitted batch can give an exactly zero (or float32-underflowing) gradient: ε must be 0 (or tiny),
     never NaN/inf, and second_step must restore w bitwise."""
     torch.manual_seed(0)
@@ -173,4 +204,3 @@ def test_sam_first_step_is_finite_when_the_gradient_is_zero_or_underflows(pertur
             assert torch.equal(p.detach(), b)
     opt.second_step(zero_grad=True)
     assert all(torch.isfinite(p).all() for p in params)
-

@@ -20,10 +20,25 @@ ESCAPING = [".", "..", "...", ".hidden", "../up", "a/b", "/abs", "-rf", "", "x" 
 
 def snakemake(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """A dry run; stdout and stderr together (Snakemake's messages go to either, depending on its logger)."""
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "-n",
-                           "--directory", str(tmp_path), *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "-n",
+            "--directory",
+            str(tmp_path),
+            *args,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 @pytest.mark.parametrize("name", ESCAPING)

@@ -21,10 +21,21 @@ from workflow_synthetic import classification_eval, write_run
 from samrepro.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"study": "t", "experiment": "digits", "setup": "SGD", "seed": 0, "rho": None, "phase": "final",
-        "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-        "schedule": {"epochs": 1}, "batch_size": 128, "probe_batch_size": 16, "threads": 1,
-        "sharpness": {"enabled": False}}
+TINY = {
+    "study": "t",
+    "experiment": "digits",
+    "setup": "SGD",
+    "seed": 0,
+    "rho": None,
+    "phase": "final",
+    "dataset": {"name": "digits"},
+    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
+    "schedule": {"epochs": 1},
+    "batch_size": 128,
+    "probe_batch_size": 16,
+    "threads": 1,
+    "sharpness": {"enabled": False},
+}
 # a child run mid-logging: created (RUNNING, under a parent) and some of its metrics already written
 MID_LOGGING = """SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid
                  WHERE t.key = 'mlflow.parentRunId' AND r.status = 'RUNNING'
@@ -43,7 +54,9 @@ def active_runs(db: Path, study: str) -> tuple:
 
     client = MlflowClient(tracking_uri=f"sqlite:///{db}")
     exp = client.get_experiment_by_name(study)
-    return client, client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=500)
+    return client, client.search_runs(
+        [exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=500
+    )
 
 
 def kill_when_mid_logging(proc: subprocess.Popen, db: Path, timeout: float = 120.0) -> None:
@@ -65,13 +78,36 @@ def kill_when_mid_logging(proc: subprocess.Popen, db: Path, timeout: float = 120
 def test_track_redoes_what_a_sigkill_left_half_logged(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     res, epochs = tmp_path / "results" / "synth", 250  # 2,250 history metrics per run: 3 log_batch calls
-    evals = [write_run(res / f"runs/cls/{setup}/seed0", experiment="cls", setup=setup, seed=0, epochs=epochs,
-                       rho=None if setup == "SGD" else 0.05, evaluation=classification_eval(80.0)) / "eval.json"
-             for setup in ("SGD", "SAM")]
-    args = ["track", "--study", "synth", "--results", str(res), "--runs", *map(str, evals),
-            "--out", str(res / "mlflow_runs.json")]
-    proc = subprocess.Popen([sys.executable, "-m", "samrepro", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    evals = [
+        write_run(
+            res / f"runs/cls/{setup}/seed0",
+            experiment="cls",
+            setup=setup,
+            seed=0,
+            epochs=epochs,
+            rho=None if setup == "SGD" else 0.05,
+            evaluation=classification_eval(80.0),
+        )
+        / "eval.json"
+        for setup in ("SGD", "SAM")
+    ]
+    args = [
+        "track",
+        "--study",
+        "synth",
+        "--results",
+        str(res),
+        "--runs",
+        *map(str, evals),
+        "--out",
+        str(res / "mlflow_runs.json"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "samrepro", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     kill_when_mid_logging(proc, res / "mlflow.db")
     assert proc.wait(timeout=60) == -signal.SIGKILL
     _, left = active_runs(res / "mlflow.db", "synth")
@@ -81,14 +117,17 @@ def test_track_redoes_what_a_sigkill_left_half_logged(tmp_path, monkeypatch) -> 
     assert main(args) == 0
     client, runs = active_runs(res / "mlflow.db", "synth")
     keys = [r.data.tags["samrepro.key"] for r in runs]
-    assert sorted(keys) == sorted([f"cls/{s}" for s in ("SGD", "SAM")] + [f"cls/{s}/seed0" for s in ("SGD", "SAM")])
+    assert sorted(keys) == sorted(
+        [f"cls/{s}" for s in ("SGD", "SAM")] + [f"cls/{s}/seed0" for s in ("SGD", "SAM")]
+    )
     assert {r.info.status for r in runs} == {"FINISHED"}
     for child in (r for r in runs if "mlflow.parentRunId" in r.data.tags):
         run_id = child.info.run_id
         assert len(client.get_metric_history(run_id, "train_loss")) == epochs
         assert "eval.test_top1" in child.data.metrics and "optim.lr" in child.data.params
         assert sorted(a.path for a in client.list_artifacts(run_id)) == sorted(
-            ["eval.json", "history.csv", "metrics.json", "run.yaml"])
+            ["eval.json", "history.csv", "metrics.json", "run.yaml"]
+        )
     summary = json.loads((res / "mlflow_runs.json").read_text())
     assert summary["skipped"] + summary["created"] + summary["replaced"] == 4 and summary["skipped"] <= 2
     assert main(args) == 0  # now complete: a third call changes nothing
@@ -107,14 +146,24 @@ def finished_run(tmp_path) -> Path:
     return out
 
 
-def test_corrupt_metrics_json_is_named_with_a_redo_that_works(tmp_path, finished_run, capsys, monkeypatch) -> None:
+def test_corrupt_metrics_json_is_named_with_a_redo_that_works(
+    tmp_path, finished_run, capsys, monkeypatch
+) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     metrics = finished_run / "metrics.json"
     weights = torch.load(finished_run / "model.pt", weights_only=True)["model"]
     good = json.loads(metrics.read_text())
     metrics.write_text(metrics.read_text()[:40])  # a half-written file (e.g. copied while being written)
     capsys.readouterr()
-    track = ["track", "--study", "t", "--results", str(tmp_path / "res"), "--runs", str(finished_run / "eval.json")]
+    track = [
+        "track",
+        "--study",
+        "t",
+        "--results",
+        str(tmp_path / "res"),
+        "--runs",
+        str(finished_run / "eval.json"),
+    ]
     assert main(track) == 2
     line = one_error_line(capsys)
     assert str(metrics) in line and f"snakemake --forcerun {metrics}" in line and f"delete {metrics}" in line
@@ -122,17 +171,34 @@ def test_corrupt_metrics_json_is_named_with_a_redo_that_works(tmp_path, finished
     metrics.unlink()  # the redo: what Snakemake does for a missing/forced output, then the same train command
     assert main(["train", "--config", str(finished_run / "run.yaml"), "--out", str(finished_run)]) == 0
     redone = json.loads(metrics.read_text())
-    for key in ("experiment", "setup", "seed", "phase", "epochs", "train_loss", "train_acc", "eval_acc",
-                "selection_score", "config_hash"):
+    for key in (
+        "experiment",
+        "setup",
+        "seed",
+        "phase",
+        "epochs",
+        "train_loss",
+        "train_acc",
+        "eval_acc",
+        "selection_score",
+        "config_hash",
+    ):
         assert redone[key] == good[key], key
     again = torch.load(finished_run / "model.pt", weights_only=True)["model"]
-    assert all(torch.equal(weights[k], again[k]) for k in weights)  # resumed from the checkpoint, not retrained
+    assert all(
+        torch.equal(weights[k], again[k]) for k in weights
+    )  # resumed from the checkpoint, not retrained
     assert main(track) == 0
 
 
 def test_corrupt_eval_json_and_run_yaml_are_named(tmp_path, capsys) -> None:
-    run = write_run(tmp_path / "runs/cls/SGD/seed0", experiment="cls", setup="SGD", seed=0,
-                    evaluation=classification_eval(80.0))
+    run = write_run(
+        tmp_path / "runs/cls/SGD/seed0",
+        experiment="cls",
+        setup="SGD",
+        seed=0,
+        evaluation=classification_eval(80.0),
+    )
     (run / "eval.json").write_bytes(b"\x00\xff garbage")
     assert main(["track", "--study", "s", "--results", str(tmp_path), "--runs", str(run / "eval.json")]) == 2
     assert str(run / "eval.json") in one_error_line(capsys)
@@ -145,8 +211,13 @@ def test_corrupt_eval_json_and_run_yaml_are_named(tmp_path, capsys) -> None:
 
 def test_corrupt_mlflow_db_is_named_with_the_fix(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    run = write_run(tmp_path / "runs/cls/SGD/seed0", experiment="cls", setup="SGD", seed=0,
-                    evaluation=classification_eval(80.0))
+    run = write_run(
+        tmp_path / "runs/cls/SGD/seed0",
+        experiment="cls",
+        setup="SGD",
+        seed=0,
+        evaluation=classification_eval(80.0),
+    )
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"SQLite format 3\x00" + os.urandom(4096))
     assert main(["track", "--study", "s", "--results", str(tmp_path), "--runs", str(run / "eval.json")]) == 2
@@ -159,20 +230,59 @@ def test_redo_hints_are_snakemake_commands_that_reschedule_the_run(tmp_path, cap
     """A study whose outputs are all present and up to date (plain `snakemake` has nothing to do): the hint of a
     corrupt metrics.json (track) and of a missing eval.json (report) is a `snakemake --forcerun` command which,
     run as given from the study's directory, schedules that run's job again."""
-    study = {"study": "s", "tracking": {"enabled": False},
-             "experiments": {"e": {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"},
-                                   "setups": ["SGD"], "seeds": [0], "epochs": 1}}}
+    study = {
+        "study": "s",
+        "tracking": {"enabled": False},
+        "experiments": {
+            "e": {
+                "dataset": {"name": "digits"},
+                "model": {"name": "small_cnn"},
+                "setups": ["SGD"],
+                "seeds": [0],
+                "epochs": 1,
+            }
+        },
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
 
     def snakemake(*extra: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                              "--configfile", "s.yaml", "--cores", "1", *extra], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "--snakefile",
+                str(ROOT / "Snakefile"),
+                "--configfile",
+                "s.yaml",
+                "--cores",
+                "1",
+                *extra,
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+        ).stdout
         return " ".join(out.split())
 
-    summary = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                              "--configfile", "s.yaml", "--summary"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=300).stdout
+    summary = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--configfile",
+            "s.yaml",
+            "--summary",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     outputs = [row.split("\t")[0] for row in summary.splitlines()[1:]]
     now = time.time()
     for i, rel in enumerate(reversed(outputs)):  # every output present and newer than its inputs

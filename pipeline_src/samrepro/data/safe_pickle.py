@@ -73,4 +73,3 @@ def load(path: str | os.PathLike[str], what: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - truncated/garbled pickles raise many types; all mean "bad file"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise UnsafePickleError(f"{path}: not a {what} ({type(exc).__name__}: {first})") from exc
-
