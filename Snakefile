@@ -10,6 +10,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/track.smk"
 include: "workflow/rules/report.smk"
 

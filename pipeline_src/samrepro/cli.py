@@ -1,4 +1,4 @@
-"""Command-line interface: `samrepro train|evaluate|prepare|plan|select-rho|track|report`.
+"""Command-line interface: `samrepro train|evaluate|reference|prepare|plan|select-rho|track|report`.
 
 Each subcommand lives in the module that owns its concept; this file only wires them into argparse and
 imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch.
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("samrepro.study.cli_plan", "expand the study config into one run.yaml"),
     "train": ("samrepro.engine.cli_train", "train one run (setup x seed x rho) into an output folder"),
     "evaluate": ("samrepro.engine.cli_evaluate", "evaluate a trained run: accuracy / face verification"),
+    "reference": ("samrepro.engine.reference", "raw-pixel verification reference of a face experiment"),
     "select-rho": ("samrepro.study.cli_select", "pick the best rho of a tuning grid, write best.json"),
     "track": ("samrepro.track.cli", "log a study's job outputs into MLflow (single writer)"),
     "report": ("samrepro.report.cli", "render the study report (HTML + Markdown + figures)"),
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         if argv[:1] == [name]:
             importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
+    if args.command == "train":  # never compiles: torch.optim without importing torch._dynamo (≈ 1 s a job)
+        importlib.import_module("samrepro.engine.eager").use_eager_optimizers()
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:

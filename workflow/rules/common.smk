@@ -187,10 +187,17 @@ def manifests_all():
 
 
 def reference_all():
-    # Deterministic reference results shown as extra rows in the report (eval.json-shaped files, e.g. the
-    # raw-pixel verification reference of face experiments); none yet. The rule that writes them returns
-    # their paths here.
-    return []
+    """The raw-pixel verification reference of every face experiment (reference.smk): a row of the report."""
+    return [f"{RES}/reference/{e}/pixels.json" for e, exp in EXPERIMENTS.items() if study.task_of(exp) == "face"]
+
+
+def reference_plan_args(wildcards):
+    """`samrepro plan` arguments for one run config of the experiment (its first setup and seed; a tuned
+    setup is planned as a tuning run of its first rho): the reference reads only its data and pairs."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    setup, seed = exp["setups"][0], exp["seeds"][0]
+    phase = f"--phase tune --rho {study.rho_grid(exp, setup)[0]}" if study.is_tuned(exp, setup) else "--phase final"
+    return f"--setup {setup} --seed {seed} {phase}"
 
 
 def tracked_runs():

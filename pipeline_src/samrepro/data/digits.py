@@ -3,9 +3,12 @@
 - ``digits``: 10-class classification; a fixed stratified 25 % test split (seed 0, the same for every run),
   the validation split for ρ tuning carved from the remaining 75 % with ``split_seed``.
 - ``digits_openset``: the face protocol in miniature — training identities are the classes 0–6, the test
-  benchmark is balanced same/different pairs over images of the unseen classes 7–9 (10 folds × 60 pairs by
-  default, fixed seed); when tuning, the "val" pairs come from images of the training identities held
-  out of training.
+  benchmark ``digits_unseen`` is balanced same/different pairs over images of the unseen classes 7–9
+  (10 folds × 60 pairs by default, fixed seed); when tuning, the "val" pairs come from images of the
+  training identities held out of training. With the option ``heldout_fraction`` f > 0, a fixed stratified
+  fraction f of the training identities' images (seed 0, the same for every run) never enters training,
+  tuning included, and a second benchmark ``digits_heldout`` pairs those images (new images of known
+  identities, the closed-set half of the protocol); it is listed first.
 
 Everything is one small uint8 tensor (values 0–16), so loading costs nothing next to training.
 """
@@ -100,11 +103,37 @@ def _pairs_set(
     return VerificationSet(name, tf(images.index_select(0, order)), torch.from_numpy(same))
 
 
+def _heldout_split(labels: np.ndarray, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices into the training identities' images; nothing held out when f = 0."""
+    f = float(options.get("heldout_fraction", 0.0))
+    if not 0.0 <= f < 1.0:
+        raise ValueError(f"options heldout_fraction={f} must lie in [0, 1) (e.g. 0.25; 0 = no held-out benchmark)")
+    if f == 0.0:
+        return np.arange(labels.size), np.arange(0)
+    return stratified_split(labels, f, TEST_SEED)
+
+
+def _test_benchmarks(x: np.ndarray, y: np.ndarray, held: np.ndarray, options, eval_tf) -> dict[str, VerificationSet]:
+    """digits_heldout (when images are held out) and digits_unseen, both on fixed pairs (seed PAIRS_SEED)."""
+    n_pairs = int(options.get("test_pairs", 600))
+    seen, unseen = np.flatnonzero(y < TRAIN_CLASSES), np.flatnonzero(y >= TRAIN_CLASSES)
+    out = {}
+    if held.size:
+        out["digits_heldout"] = _pairs_set(
+            "digits_heldout", torch.from_numpy(x[seen[held]]), y[seen[held]], n_pairs, PAIRS_SEED, eval_tf
+        )
+    out["digits_unseen"] = _pairs_set(
+        "digits_unseen", torch.from_numpy(x[unseen]), y[unseen], n_pairs, PAIRS_SEED, eval_tf
+    )
+    return out
+
+
 def _build_openset(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
     x, y = load_arrays()
     seen = y < TRAIN_CLASSES
-    xs, ys = torch.from_numpy(x[seen]), y[seen]
-    tf = _transform(x[seen], options)
+    kept, held = _heldout_split(y[seen], options)
+    xs, ys = torch.from_numpy(x[seen][kept]), y[seen][kept]
+    tf = _transform(x[seen][kept], options)
     eval_tf = tf.eval_copy()
     full = TensorImageDataset(xs, torch.from_numpy(ys), tf)
     if use_validation:
@@ -115,16 +144,7 @@ def _build_openset(root: Path, *, use_validation, val_fraction, split_seed, down
         verification = {"val": val}
         train = full.subset(tr)
     else:
-        unseen = ~seen
-        bench = _pairs_set(
-            "digits_unseen",
-            torch.from_numpy(x[unseen]),
-            y[unseen],
-            int(options.get("test_pairs", 600)),
-            PAIRS_SEED,
-            eval_tf,
-        )
-        verification = {"digits_unseen": bench}
+        verification = _test_benchmarks(x, y, held, options, eval_tf)
         train = full
     return DataBundle(
         name="digits_openset",
@@ -178,6 +198,6 @@ register(
         _build_openset,
         _prepare_openset,
         "bundled with scikit-learn",
-        AUG_OPTIONS | {"val_pairs", "test_pairs"},
+        AUG_OPTIONS | {"val_pairs", "test_pairs", "heldout_fraction"},
     )
 )

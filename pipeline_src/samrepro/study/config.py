@@ -141,12 +141,14 @@ def rho_grid(exp: Mapping[str, Any], setup: str) -> list[float]:
 
 
 def experiment_spec(config: Mapping[str, Any], experiment: str) -> dict[str, Any]:
-    """What `plan` needs of one experiment (no resources: changing a job's resources must not rerun it)."""
+    """What `plan` needs of one experiment (no resources, paper refs or primary metric: changing what a job
+    neither runs nor reads must not rerun it)."""
     if experiment not in config["experiments"]:
         raise ValueError(
             f"experiment '{experiment}' is not in the study; known: {sorted(config['experiments'])}"
         )
-    exp = {k: v for k, v in config["experiments"][experiment].items() if k not in ("resources", "paper")}
+    skip = ("resources", "paper", "primary_metric")
+    exp = {k: v for k, v in config["experiments"][experiment].items() if k not in skip}
     return {"study": config["study"], "experiment": experiment, **copy.deepcopy(exp)}
 
 
