@@ -358,3 +358,13 @@ def test_a_binary_run_yaml_is_one_line_naming_it(tmp_path, capsys) -> None:
     cfg.write_bytes(b"study: t\n\xff\xfe\x00garbage")
     assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "out")]) == 2
     assert str(cfg) in one_error_line(capsys)
+
+
+def test_a_model_pt_of_another_network_is_one_line(tmp_path, trained, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.resolved.yaml").write_bytes((trained / "run.resolved.yaml").read_bytes())
+    torch.save({"model": {"fc.weight": torch.zeros(3, 3)}}, run / "model.pt")  # plain data, wrong network
+    assert main(["evaluate", "--run", str(run)]) == 2
+    line = one_error_line(capsys)
+    assert str(run / "model.pt") in line and "do not fit the network" in line

@@ -82,7 +82,12 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
     setup = get_setup(cfg["setup"])
     bundle = trainer.load_data(cfg)
     net = trainer.build_network(cfg, setup, bundle)
-    net.load_state_dict(ckpt.torch_load(model_path)["model"])
+    try:
+        net.load_state_dict(ckpt.torch_load(model_path)["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:  # tensors that are not this run's network
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ckpt.CheckpointError(f"{model_path}: its weights do not fit the network of {cfg_path} ({first}); "
+                                   f"retrain the run (snakemake --forcerun {model_path})") from exc
     net.to(rt.device)
     if rt.channels_last:
         import torch
