@@ -79,6 +79,14 @@ def test_one_seed_plans_with_the_published_std_and_holm_spans_the_study():
     assert [r["p_holm"] for r in rows] == pytest.approx(stats.holm([r["p_one_sided"] for r in rows]))
 
 
+def test_one_seed_without_a_published_std_says_so():
+    row = one([claim()], {"SAM": [84.2], "SGD": [83.9]})
+    assert row["seeds_needed"] is None or math.isnan(row["seeds_needed"])
+    assert row["verdict_text"] == "inconclusive — no std to plan with (< 2 seeds and no published std)"
+    tiny = one([claim()], {"SAM": [84.0, 84.6, 83.8], "SGD": [84.0 - 1e-5, 84.6, 83.8]})
+    assert tiny["verdict_text"] == f"inconclusive — more than {stats.MAX_SEEDS} seeds per arm"
+
+
 def test_claim_on_a_setup_the_study_does_not_run():
     row = one([claim("SCE-SAM", "SAM")], {"SAM": [1.0, 2.0]})
     assert row["verdict"] == "not run" and "SCE-SAM" in row["verdict_text"]

@@ -103,8 +103,15 @@ def claim_stats(claim: Mapping[str, Any], a: np.ndarray, b: np.ndarray,
         else math.nan,
         "published_delta": pub_delta,
         "seeds_needed": stats.seeds_needed(effect, sd_a, sd_b) if math.isfinite(sd_a + sd_b) else None,
-        "seeds_basis": basis if math.isfinite(effect) and effect > 0 else f"{basis} not in the claimed direction",
+        "seeds_basis": _basis(basis, effect, sd_a + sd_b),
     }
+
+
+def _basis(basis: str, effect: float, sd_sum: float) -> str:
+    """What the seeds-needed figure is planned on, or why there is none."""
+    if not (math.isfinite(effect) and effect > 0):
+        return f"{basis} not in the claimed direction"
+    return basis if math.isfinite(sd_sum) else "no std to plan with (< 2 seeds and no published std)"
 
 
 def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
@@ -127,7 +134,9 @@ def verdict(row: Mapping[str, Any]) -> tuple[str, str]:
         return "inconclusive", f"inconclusive — needs ≈ {n} seeds per arm"
     if "not in the claimed direction" in row["seeds_basis"]:
         return "inconclusive", f"inconclusive — the {row['seeds_basis']}: no number of seeds settles it"
-    return "inconclusive", f"inconclusive — more than {stats.MAX_SEEDS} seeds per arm, or no std to plan with"
+    if row["seeds_basis"].startswith("no std"):
+        return "inconclusive", f"inconclusive — {row['seeds_basis']}"
+    return "inconclusive", f"inconclusive — more than {stats.MAX_SEEDS} seeds per arm"
 
 
 def evaluate_claims(claims: Sequence[Mapping[str, Any]], frame: pd.DataFrame,
