@@ -21,6 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO / "scripts" / "slurm" / "cluster.sh"
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 RULE_OF_LOG = re.compile(r"slurm_logs/rule_([A-Za-z0-9_]+)/")
+# An array submission (slurm-array-jobs in profiles/slurm): Snakemake job ids in task order, the array's id.
+SUBMITTED_ARRAY = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+                             r"The individual task IDs are (\d+)-(\d+)")
+# Snakemake's listing of each job it runs: "rule train:" ... "    jobid: 7"
+JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
 
 
 @dataclass
@@ -32,12 +37,26 @@ class SlurmRun:
     output: str
 
     def submissions(self) -> list[tuple[str, str]]:
-        """(rule, SLURM job id) for every sbatch the executor made, in order."""
+        """(rule, SLURM job id) for every job the executor submitted: single jobs first, then the tasks of
+        array jobs as `<array id>_<task>` (SLURM's name for a task, also what the run records)."""
         found = []
         for job_id, log in SUBMITTED.findall(self.output):
             rule = RULE_OF_LOG.search(log)
             found.append((rule.group(1) if rule else "?", job_id))
+        rules = self.rule_of_jobid()
+        for ids, array, first, _last in SUBMITTED_ARRAY.findall(self.output):
+            for i, jobid in enumerate(ids.split(",")):
+                found.append((rules.get(jobid, "?"), f"{array}_{int(first) + i}"))
         return found
+
+    def rule_of_jobid(self) -> dict[str, str]:
+        """Snakemake job id -> rule, from Snakemake's own listing of the jobs it runs."""
+        out = {}
+        for rule, block in JOB_BLOCK.findall(self.output):
+            jobid = re.search(r"^    jobid: (\d+)$", block, re.MULTILINE)
+            if jobid:
+                out[jobid.group(1)] = rule
+        return out
 
     def job_ids(self, rule: str) -> list[str]:
         return [job for r, job in self.submissions() if r == rule]
@@ -45,13 +64,19 @@ class SlurmRun:
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Job id -> SLURM state (COMPLETED, TIMEOUT, ...) from slurmctld (MinJobAge keeps finished jobs)."""
+    return {job: fields[0] for job, fields in slurm_fields(job_ids, "%T").items()}
+
+
+def slurm_fields(job_ids: list[str], *formats: str) -> dict[str, list[str]]:
+    """Job id (array tasks as `<array id>_<task>`) -> squeue fields (e.g. %l time limit, %m memory)."""
     if not job_ids:
         return {}
+    fmt = "|".join(("%i", *formats))
     out = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "--format=%i|%T", "--jobs", ",".join(job_ids)],
+        ["squeue", "--states=all", "--array", "--noheader", f"--format={fmt}", "--jobs", ",".join(job_ids)],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout
-    return dict(line.split("|", 1) for line in out.split())
+    return {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if line.strip()}
 
 
 def write_config(path: Path, cfg: dict) -> Path:
