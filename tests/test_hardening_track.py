@@ -312,3 +312,30 @@ def test_redo_hints_are_snakemake_commands_that_reschedule_the_run(tmp_path, cap
     assert hint == f"snakemake --forcerun {rel / 'eval.json'}"
     plan = snakemake("-n", *hint.split()[1:])
     assert " evaluate 1 " in plan and " train 1 " not in plan
+
+
+def test_an_interrupted_replace_leaves_no_orphan_run(tmp_path, monkeypatch) -> None:
+    """A replace killed right after deleting the old parent leaves its children active; the next track must
+    not keep a child of a seed that is no longer in the study just because its parent is gone."""
+    from samrepro.track.mlflow_log import track_study
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    res = tmp_path / "res"
+    evals = [
+        write_run(
+            res / f"runs/cls/SAM/seed{s}",
+            experiment="cls",
+            setup="SAM",
+            seed=s,
+            rho=0.05,
+            evaluation=classification_eval(80.0 + s),
+        )
+        / "eval.json"
+        for s in (0, 1, 2)
+    ]
+    track_study("s", res, evals)
+    client, runs = active_runs(res / "mlflow.db", "s")
+    client.delete_run(next(r.info.run_id for r in runs if r.data.tags["samrepro.key"] == "cls/SAM"))
+    track_study("s", res, evals[:2])  # seed 2 left the study meanwhile
+    _, runs = active_runs(res / "mlflow.db", "s")
+    assert sorted(r.data.tags["samrepro.key"] for r in runs) == ["cls/SAM", "cls/SAM/seed0", "cls/SAM/seed1"]

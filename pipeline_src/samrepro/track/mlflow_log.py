@@ -192,10 +192,10 @@ class StudyTracker:
         if _complete(old_parent, parent_hash, [existing.get(r.key, []) for r in runs]):
             self.stats["skipped"] += 1 + len(runs)
             return {parent_key: old_parent[0].info.run_id, **{r.key: existing[r.key][0].info.run_id for r in runs}}
-        # changed or new: drop whatever exists under these keys (and children of old parents), log afresh
-        stale = list(old_parent)
-        for r in runs:
-            stale.extend(existing.get(r.key, []))
+        # changed, new or incomplete: drop whatever exists under this setup's keys (also runs no longer in the
+        # study, whose parent an interrupted replace may already have deleted) and children of old parents
+        stale = [run for key, runs_ in existing.items() if key == parent_key or key.startswith(f"{parent_key}/")
+                 for run in runs_]
         old_parent_ids = {p.info.run_id for p in old_parent}
         stale.extend(run for runs_ in existing.values() for run in runs_
                      if run.data.tags.get("mlflow.parentRunId") in old_parent_ids)
