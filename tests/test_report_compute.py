@@ -16,14 +16,43 @@ from samrepro.track.runs import read_run
 
 
 def test_table_sums_per_group_and_divides() -> None:
-    costs = pd.DataFrame([
-        {"experiment": "e", "phase": "final", "setup": "SAM", "estimated_s": 10.0, "measured_s": 20.0,
-         "images_per_s": 100.0, "peak_rss_mb": 900.0, "cuda_max_allocated_mb": None, "profile": "CPU"},
-        {"experiment": "e", "phase": "final", "setup": "SAM", "estimated_s": 30.0, "measured_s": 20.0,
-         "images_per_s": 300.0, "peak_rss_mb": 950.0, "cuda_max_allocated_mb": None, "profile": "CPU"},
-        {"experiment": "e", "phase": "tune", "setup": "SAM", "estimated_s": 5.0, "measured_s": 5.0,
-         "images_per_s": 50.0, "peak_rss_mb": None, "cuda_max_allocated_mb": None, "profile": "CPU"},
-    ])
+    costs = pd.DataFrame(
+        [
+            {
+                "experiment": "e",
+                "phase": "final",
+                "setup": "SAM",
+                "estimated_s": 10.0,
+                "measured_s": 20.0,
+                "images_per_s": 100.0,
+                "peak_rss_mb": 900.0,
+                "cuda_max_allocated_mb": None,
+                "profile": "CPU",
+            },
+            {
+                "experiment": "e",
+                "phase": "final",
+                "setup": "SAM",
+                "estimated_s": 30.0,
+                "measured_s": 20.0,
+                "images_per_s": 300.0,
+                "peak_rss_mb": 950.0,
+                "cuda_max_allocated_mb": None,
+                "profile": "CPU",
+            },
+            {
+                "experiment": "e",
+                "phase": "tune",
+                "setup": "SAM",
+                "estimated_s": 5.0,
+                "measured_s": 5.0,
+                "images_per_s": 50.0,
+                "peak_rss_mb": None,
+                "cuda_max_allocated_mb": None,
+                "profile": "CPU",
+            },
+        ]
+    )
     table = compute_table(costs)
     final = table[table.phase == "final"].iloc[0]
     assert (final.runs, final.estimated_s, final.measured_s, final.ratio) == (2, 40.0, 40.0, 1.0)
@@ -33,17 +62,39 @@ def test_table_sums_per_group_and_divides() -> None:
     assert compute_markdown(compute_table(costs.iloc[0:0])) == "No run recorded its wall time.\n"
 
 
-REDUCED = {"study": "calib", "experiments": {
-    "digits": {"dataset": {"name": "digits", "root": "data", "val_fraction": 0.15},
-               "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}}, "setups": ["SGD", "SAM"],
-               "setup_overrides": {"SAM": {"rho": 0.05}, "SGD": {"epochs": 4}}, "seeds": [0], "epochs": 2,
-               "batch_size": 64, "workers": 0, "device": "cpu", "probe_batch_size": 128,
-               "sharpness": {"enabled": False}},
-    "open": {"dataset": {"name": "digits_openset", "root": "data", "val_fraction": 0.15}, "embedding_dim": 32,
-             "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}}, "head": {"kwargs": {"s": 16.0, "m": 0.3}},
-             "setups": ["FlatFace-SAM-ArcFace"], "setup_overrides": {"FlatFace-SAM-ArcFace": {"rho": 0.05}},
-             "seeds": [0], "epochs": 2, "batch_size": 64, "workers": 0, "device": "cpu", "probe_batch_size": 128,
-             "sharpness": {"enabled": False}}}}
+REDUCED = {
+    "study": "calib",
+    "experiments": {
+        "digits": {
+            "dataset": {"name": "digits", "root": "data", "val_fraction": 0.15},
+            "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
+            "setups": ["SGD", "SAM"],
+            "setup_overrides": {"SAM": {"rho": 0.05}, "SGD": {"epochs": 4}},
+            "seeds": [0],
+            "epochs": 2,
+            "batch_size": 64,
+            "workers": 0,
+            "device": "cpu",
+            "probe_batch_size": 128,
+            "sharpness": {"enabled": False},
+        },
+        "open": {
+            "dataset": {"name": "digits_openset", "root": "data", "val_fraction": 0.15},
+            "embedding_dim": 32,
+            "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
+            "head": {"kwargs": {"s": 16.0, "m": 0.3}},
+            "setups": ["FlatFace-SAM-ArcFace"],
+            "setup_overrides": {"FlatFace-SAM-ArcFace": {"rho": 0.05}},
+            "seeds": [0],
+            "epochs": 2,
+            "batch_size": 64,
+            "workers": 0,
+            "device": "cpu",
+            "probe_batch_size": 128,
+            "sharpness": {"enabled": False},
+        },
+    },
+}
 
 
 @pytest.mark.slow
@@ -69,7 +120,9 @@ def test_cpu_profile_is_calibrated_on_a_reduced_embedded_study(tmp_path: Path) -
 def test_a_run_the_estimate_cannot_read_is_shown_without_estimate(tmp_path: Path) -> None:
     from workflow_synthetic import write_run
 
-    run = read_run(write_run(tmp_path / "r", experiment="e", setup="SGD", seed=0))  # run.yaml without probe size
+    run = read_run(
+        write_run(tmp_path / "r", experiment="e", setup="SGD", seed=0)
+    )  # run.yaml without probe size
     section = compute_section([run])
     [row] = section["rows"]
     assert pd.isna(row["estimated_s"]) and pd.isna(row["ratio"]) and row["measured_s"] == 1.5
@@ -81,10 +134,24 @@ def test_the_report_has_the_compute_section(tmp_path: Path) -> None:
 
     from workflow_synthetic import classification_eval, write_run
 
-    runs = [str(write_run(tmp_path / f"runs/cls/SGD/seed{s}", experiment="cls", setup="SGD", seed=s,
-                          evaluation=classification_eval(80.0 + s)) / "eval.json") for s in (0, 1)]
+    runs = [
+        str(
+            write_run(
+                tmp_path / f"runs/cls/SGD/seed{s}",
+                experiment="cls",
+                setup="SGD",
+                seed=s,
+                evaluation=classification_eval(80.0 + s),
+            )
+            / "eval.json"
+        )
+        for s in (0, 1)
+    ]
     out = tmp_path / "report"
-    spec = {"study": "synth", "experiments": {"cls": {"setups": ["SGD"], "task": "classification", "paper": []}}}
+    spec = {
+        "study": "synth",
+        "experiments": {"cls": {"setups": ["SGD"], "task": "classification", "paper": []}},
+    }
     assert main(["report", "--spec", json.dumps(spec), "--runs", *runs, "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     assert "## Compute: estimated vs measured" in md and "| cls | final | SGD | 2 | - | 3 | - |" in md

@@ -12,17 +12,25 @@ from torch import nn
 
 from samrepro.cli import main
 from samrepro.study import estimate as est
-from samrepro.study.config import load_study, validate_schema
+from samrepro.study.config import load_study, rho_grid, validate_schema
 from samrepro.study.plan import build_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def digits_study(**experiment) -> dict:
-    exp = {"dataset": {"name": "digits", "root": "data", "val_fraction": 0.15},
-           "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}}, "setups": ["SGD", "SAM"],
-           "rho_grid": [0.05, 0.1], "seeds": [0, 1], "epochs": 3, "batch_size": 64, "device": "cpu",
-           "probe_batch_size": 128, "sharpness": {"enabled": True, "samples": 128, "iterations": 5}}
+    exp = {
+        "dataset": {"name": "digits", "root": "data", "val_fraction": 0.15},
+        "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
+        "setups": ["SGD", "SAM"],
+        "rho_grid": [0.05, 0.1],
+        "seeds": [0, 1],
+        "epochs": 3,
+        "batch_size": 64,
+        "device": "cpu",
+        "probe_batch_size": 128,
+        "sharpness": {"enabled": True, "samples": 128, "iterations": 5},
+    }
     exp.update(experiment)
     return validate_schema({"study": "est", "experiments": {"digits": exp}})
 
@@ -44,14 +52,28 @@ def small_cnn_by_hand(classes: int) -> int:
 
 
 def test_backbone_and_margin_head_flops_by_hand() -> None:
-    cfg = validate_schema({"study": "est", "experiments": {
-        "digits": digits_study()["experiments"]["digits"],
-        "open": {"dataset": {"name": "digits_openset", "root": "data"}, "embedding_dim": 32,
-                 "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}}, "setups": ["ArcFace"]}}})
-    cls = build_run_config({"study": "est", "experiment": "digits", **cfg["experiments"]["digits"]}, "SGD", 0, "final")
+    cfg = validate_schema(
+        {
+            "study": "est",
+            "experiments": {
+                "digits": digits_study()["experiments"]["digits"],
+                "open": {
+                    "dataset": {"name": "digits_openset", "root": "data"},
+                    "embedding_dim": 32,
+                    "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
+                    "setups": ["ArcFace"],
+                },
+            },
+        }
+    )
+    cls = build_run_config(
+        {"study": "est", "experiment": "digits", **cfg["experiments"]["digits"]}, "SGD", 0, "final"
+    )
     sizes = est.dataset_sizes(cls["dataset"], "final")
     assert est.model_flops(cls, sizes).total == small_cnn_by_hand(10) == 1_226_752
-    face = build_run_config({"study": "est", "experiment": "open", **cfg["experiments"]["open"]}, "ArcFace", 0, "final")
+    face = build_run_config(
+        {"study": "est", "experiment": "open", **cfg["experiments"]["open"]}, "ArcFace", 0, "final"
+    )
     f = est.model_flops(face, est.dataset_sizes(face["dataset"], "final"))
     assert f.backbone == small_cnn_by_hand(32)
     assert f.total == f.backbone + 2 * 32 * 7  # ArcFace: normalized embedding x normalized 7-class matrix
@@ -63,14 +85,17 @@ def test_train_run_flops_follow_the_formula() -> None:
     sgd = build_run_config(spec, "SGD", 0, "tune")
     sam = build_run_config(spec, "SAM", 0, "tune", rho=0.05)
     sizes = est.dataset_sizes(sgd["dataset"], "tune")
-    assert sizes.source == "measured" and sizes.train + sizes.eval_forwards == 1347  # digits: 75 % train split
+    assert (
+        sizes.source == "measured" and sizes.train + sizes.eval_forwards == 1347
+    )  # digits: 75 % train split
     f = small_cnn_by_hand(10)
     per_epoch = lambda passes: 3 * passes * f * sizes.train + f * sizes.eval_forwards + 5 * f * 128  # noqa: E731
     assert est.train_run_flops(sgd) == 3 * per_epoch(1)
     assert est.train_run_flops(sam) == 3 * per_epoch(2)
     final = est.dataset_sizes(sgd["dataset"], "final")
     assert est.evaluate_flops(build_run_config(spec, "SGD", 0, "final")) == (
-        f * (final.eval_forwards + final.train_eval) + 6 * f * 128 * 5)
+        f * (final.eval_forwards + final.train_eval) + 6 * f * 128 * 5
+    )
 
 
 def test_declared_sizes_stand_in_for_absent_data(tmp_path: Path) -> None:
@@ -86,7 +111,9 @@ def test_declared_sizes_stand_in_for_absent_data(tmp_path: Path) -> None:
 
 def test_study_jobs_mirror_the_dag_and_profiles_come_from_the_config() -> None:
     cfg = digits_study(resources={"tune": {"cpus_per_task": 2}})
-    cfg["estimate"] = {"profiles": {"CPU": {"utilisation": 0.5}, "slow": {"peak_tflops": 1e-6, "utilisation": 1}}}
+    cfg["estimate"] = {
+        "profiles": {"CPU": {"utilisation": 0.5}, "slow": {"peak_tflops": 1e-6, "utilisation": 1}}
+    }
     costs = est.estimate_study(cfg)
     phases = [c.phase for c in costs]
     assert (phases.count("tune"), phases.count("final"), phases.count("evaluate")) == (2, 4, 4)
@@ -116,12 +143,15 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "costs.json"
     assert main(["estimate", "--config", str(REPO / "config" / "config.yaml"), "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "study 'digits_demo': 100 tune/train/evaluate jobs" in text
+    cfg = load_study([REPO / "config" / "config.yaml"])
+    exps = cfg["experiments"].values()  # the DAG: a tune job per rho x tune seed, a train + evaluate per seed
+    tune = sum(len(rho_grid(e, s)) * len(e["tune"]["seeds"]) for e in exps for s in e["setups"])
+    jobs = tune + 2 * sum(len(e["setups"]) * len(e["seeds"]) for e in exps)
+    assert f"study 'digits_demo': {jobs} tune/train/evaluate jobs" in text
     assert "total           all" in text
     costs = json.loads(out.read_text())
-    assert len(costs) == 100 and {c["phase"] for c in costs} == {"tune", "final", "evaluate"}
+    assert len(costs) == jobs and {c["phase"] for c in costs} == {"tune", "final", "evaluate"}
     assert "note: rule" not in text  # the default study's experiments share their resources
-    cfg = load_study([REPO / "config" / "config.yaml"])
     assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {}
     cfg["experiments"]["digits"]["resources"] = {"train": {"mem_mb": 4000}}
     assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {"train": ["digits", "digits_openset"]}
@@ -129,10 +159,14 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
 
 def test_cli_bad_profile_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("study: x\nestimate: {profiles: {TPU: {peak_tflops: 1}}}\nexperiments:\n"
-                   "  d: {dataset: {name: digits}, model: {name: small_cnn, kwargs: {in_channels: 1}}, setups: [SGD]}\n")
+    bad.write_text(
+        "study: x\nestimate: {profiles: {TPU: {peak_tflops: 1}}}\nexperiments:\n"
+        "  d: {dataset: {name: digits}, model: {name: small_cnn, kwargs: {in_channels: 1}}, setups: [SGD]}\n"
+    )
     assert main(["estimate", "--config", str(bad)]) == 2
     assert "estimate.profiles.TPU: a new profile needs peak_tflops and utilisation" in capsys.readouterr().err
-    bad.write_text("study: x\nexperiments:\n  d: {dataset: {name: digits}, model: {name: small_cnn}, setups: [SGD]}\n")
+    bad.write_text(
+        "study: x\nexperiments:\n  d: {dataset: {name: digits}, model: {name: small_cnn}, setups: [SGD]}\n"
+    )
     assert main(["estimate", "--config", str(bad)]) == 2
     assert "does not take the dataset's (1, 8, 8) images" in capsys.readouterr().err

@@ -20,18 +20,38 @@ from samrepro.track.lineage import (
 )
 from samrepro.track.mlflow_log import KEY_TAG, track_study
 
-MANIFEST = {"dataset": "digits", "task": "classification", "root": "/data/copy-a", "counts": {"images": 1797},
-            "data_sha256": "ab" * 32, "files": [{"path": "x.bin", "size": 10, "sha256": "cd" * 32}]}
+MANIFEST = {
+    "dataset": "digits",
+    "task": "classification",
+    "root": "/data/copy-a",
+    "counts": {"images": 1797},
+    "data_sha256": "ab" * 32,
+    "files": [{"path": "x.bin", "size": 10, "sha256": "cd" * 32}],
+}
 END = 1_700_000_000.0  # when training finished (metrics.json mtime), Unix seconds
 
 
 def study(res: Path) -> tuple[list[Path], list[Path]]:
     (res / "data").mkdir(parents=True)
     (res / "data" / "digits.json").write_text(json.dumps(MANIFEST))
-    runs = [write_run(res / f"runs/cls/SAM/seed{s}", experiment="cls", setup="SAM", seed=s, rho=0.05,
-                      evaluation=classification_eval(80.0 + s)) / "eval.json" for s in (0, 1)]
-    tune = [write_run(res / "tune/cls/SAM/rho0.05_seed0", experiment="cls", setup="SAM", seed=0, phase="tune",
-                      rho=0.05) / "metrics.json"]
+    runs = [
+        write_run(
+            res / f"runs/cls/SAM/seed{s}",
+            experiment="cls",
+            setup="SAM",
+            seed=s,
+            rho=0.05,
+            evaluation=classification_eval(80.0 + s),
+        )
+        / "eval.json"
+        for s in (0, 1)
+    ]
+    tune = [
+        write_run(
+            res / "tune/cls/SAM/rho0.05_seed0", experiment="cls", setup="SAM", seed=0, phase="tune", rho=0.05
+        )
+        / "metrics.json"
+    ]
     for i, path in enumerate([*runs, *tune]):
         metrics = path.parent / "metrics.json"
         os.utime(metrics, (END + 100 * i, END + 100 * i))
@@ -56,20 +76,34 @@ def test_dataset_inputs_times_and_experiment_kind(tmp_path: Path, monkeypatch: p
     assert got["exp"].tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND == "custom_model_development"
     assert training_view_url("7").endswith("/#/experiments/7/runs?workflowType=machine_learning")
 
-    child, tuned, parent = (got["runs"][k] for k in ("cls/SAM/seed1", "cls/SAM/tune/rho0.05_seed0", "cls/SAM"))
+    child, tuned, parent = (
+        got["runs"][k] for k in ("cls/SAM/seed1", "cls/SAM/tune/rho0.05_seed0", "cls/SAM")
+    )
     [inp] = child.inputs.dataset_inputs
     assert inp.dataset.name == "digits" and inp.dataset.digest == dataset_digest(MANIFEST)
     assert json.loads(inp.dataset.source) == {"uri": "/data/copy-a"}
     profile = json.loads(inp.dataset.profile)
     assert profile["content"] == content_hash(MANIFEST) and profile["counts"] == {"images": 1797}
     tags = {t.key: t.value for t in inp.tags}
-    assert (tags["mlflow.data.context"], tags["samrepro.val_fraction"]) == ("train", "None")  # synthetic run.yaml
-    assert {t.key: t.value for t in tuned.inputs.dataset_inputs[0].tags}["mlflow.data.context"] == "train-minus-validation"
+    assert (tags["mlflow.data.context"], tags["samrepro.val_fraction"]) == (
+        "train",
+        "None",
+    )  # synthetic run.yaml
+    assert {t.key: t.value for t in tuned.inputs.dataset_inputs[0].tags}[
+        "mlflow.data.context"
+    ] == "train-minus-validation"
 
     # real times: end = metrics.json mtime, start = end - wall_time_s (1.5 s); the parent spans its children
-    assert (child.info.start_time, child.info.end_time) == (int((END + 100 - 1.5) * 1000), int((END + 100) * 1000))
-    assert parent.info.start_time == int((END - 1.5) * 1000) and parent.info.end_time == int((END + 200) * 1000)
-    assert child.data.metrics["final.wall_time_s"] == 1.5 and child.data.metrics["final.images_per_s"] == 1000.0
+    assert (child.info.start_time, child.info.end_time) == (
+        int((END + 100 - 1.5) * 1000),
+        int((END + 100) * 1000),
+    )
+    assert parent.info.start_time == int((END - 1.5) * 1000) and parent.info.end_time == int(
+        (END + 200) * 1000
+    )
+    assert (
+        child.data.metrics["final.wall_time_s"] == 1.5 and child.data.metrics["final.images_per_s"] == 1000.0
+    )
 
     # re-tracking unchanged runs adds no input; a re-tracked (changed) setup logs exactly one input per run
     track_study("synth", res, runs, tune)
@@ -82,7 +116,11 @@ def test_dataset_inputs_times_and_experiment_kind(tmp_path: Path, monkeypatch: p
 
 
 def test_a_different_copy_gets_another_digest_and_bad_manifests_are_refused(tmp_path: Path) -> None:
-    other = {**MANIFEST, "files": [{"path": "x.bin", "size": 10, "sha256": "ef" * 32}], "root": "/data/copy-b"}
+    other = {
+        **MANIFEST,
+        "files": [{"path": "x.bin", "size": 10, "sha256": "ef" * 32}],
+        "root": "/data/copy-b",
+    }
     assert content_hash(other) != content_hash(MANIFEST)
     assert dataset_digest(other) != dataset_digest(MANIFEST)
     same_files = {**MANIFEST, "root": "/elsewhere"}
@@ -105,4 +143,8 @@ def test_provenance_names_an_array_task_as_slurm_does(monkeypatch: pytest.Monkey
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "104")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     prov = provenance()
-    assert (prov["slurm_job_id"], prov["slurm_array_job_id"], prov["slurm_array_task_id"]) == ("104_2", "104", "2")
+    assert (prov["slurm_job_id"], prov["slurm_array_job_id"], prov["slurm_array_task_id"]) == (
+        "104_2",
+        "104",
+        "2",
+    )

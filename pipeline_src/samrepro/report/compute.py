@@ -21,8 +21,19 @@ import pandas as pd
 
 from samrepro.track.runs import RunRecord
 
-COLUMNS = ("experiment", "phase", "setup", "runs", "estimated_s", "measured_s", "ratio", "images_per_s",
-           "peak_rss_mb", "cuda_max_allocated_mb", "profile")
+COLUMNS = (
+    "experiment",
+    "phase",
+    "setup",
+    "runs",
+    "estimated_s",
+    "measured_s",
+    "ratio",
+    "images_per_s",
+    "peak_rss_mb",
+    "cuda_max_allocated_mb",
+    "profile",
+)
 
 
 def run_costs(runs: Sequence[RunRecord], estimate: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -40,10 +51,17 @@ def _run_row(run: RunRecord, estimate: Mapping[str, Any]) -> dict[str, Any]:
         estimated = train_run_flops(run.config) / profile.flops_per_s(units)
     except (KeyError, TypeError, ValueError):  # a run.yaml the estimate cannot read: shown, not estimated
         estimated = None
-    return {"experiment": run.experiment, "phase": run.phase, "setup": run.setup, "estimated_s": estimated,
-            "measured_s": float(m["wall_time_s"]), "images_per_s": _number(m.get("images_per_s")),
-            "peak_rss_mb": _number(m.get("peak_rss_mb")),
-            "cuda_max_allocated_mb": _number(m.get("cuda_max_allocated_mb")), "profile": profile.name}
+    return {
+        "experiment": run.experiment,
+        "phase": run.phase,
+        "setup": run.setup,
+        "estimated_s": estimated,
+        "measured_s": float(m["wall_time_s"]),
+        "images_per_s": _number(m.get("images_per_s")),
+        "peak_rss_mb": _number(m.get("peak_rss_mb")),
+        "cuda_max_allocated_mb": _number(m.get("cuda_max_allocated_mb")),
+        "profile": profile.name,
+    }
 
 
 def _number(value: Any) -> float | None:
@@ -56,10 +74,15 @@ def compute_table(costs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     keys = ["experiment", "phase", "setup"]
     grouped = costs.groupby(keys, sort=False)
-    table = grouped.agg(runs=("measured_s", "size"), estimated_s=("estimated_s", lambda v: v.sum(min_count=len(v))),
-                        measured_s=("measured_s", "sum"), images_per_s=("images_per_s", "mean"),
-                        peak_rss_mb=("peak_rss_mb", "max"), cuda_max_allocated_mb=("cuda_max_allocated_mb", "max"),
-                        profile=("profile", "first")).reset_index()
+    table = grouped.agg(
+        runs=("measured_s", "size"),
+        estimated_s=("estimated_s", lambda v: v.sum(min_count=len(v))),
+        measured_s=("measured_s", "sum"),
+        images_per_s=("images_per_s", "mean"),
+        peak_rss_mb=("peak_rss_mb", "max"),
+        cuda_max_allocated_mb=("cuda_max_allocated_mb", "max"),
+        profile=("profile", "first"),
+    ).reset_index()
     table["ratio"] = table["measured_s"] / table["estimated_s"]
     return table[list(COLUMNS)]
 
@@ -85,6 +108,11 @@ def compute_section(runs: Sequence[RunRecord], estimate: Mapping[str, Any] | Non
     table = compute_table(run_costs(runs, estimate))
     known = table.dropna(subset=["estimated_s"])
     total = float(known["measured_s"].sum() / known["estimated_s"].sum()) if not known.empty else None
-    return {"rows": table.to_dict("records"), "markdown": compute_markdown(table), "ratio": total,
-            "ratio_text": "-" if total is None else f"{total:.3g}", "header": list(COLUMNS),
-            "cells": [[_cell(row[c]) for c in COLUMNS] for _, row in table.iterrows()]}
+    return {
+        "rows": table.to_dict("records"),
+        "markdown": compute_markdown(table),
+        "ratio": total,
+        "ratio_text": "-" if total is None else f"{total:.3g}",
+        "header": list(COLUMNS),
+        "cells": [[_cell(row[c]) for c in COLUMNS] for _, row in table.iterrows()],
+    }

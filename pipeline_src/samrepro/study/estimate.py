@@ -118,8 +118,10 @@ def _backbone_flops(model_json: str, outputs: int, input_shape: tuple[int, int, 
     try:
         return count_forward_flops(net, torch.empty(1, *input_shape, device="meta"))
     except RuntimeError as err:
-        raise ValueError(f"model {model} does not take the dataset's {input_shape} images (check "
-                         f"model.kwargs, e.g. in_channels): {str(err).splitlines()[0]}") from None
+        raise ValueError(
+            f"model {model} does not take the dataset's {input_shape} images (check "
+            f"model.kwargs, e.g. in_channels): {str(err).splitlines()[0]}"
+        ) from None
 
 
 @functools.cache
@@ -156,8 +158,12 @@ def model_flops(run: Mapping[str, Any], sizes: DataSizes) -> ModelFlops:
         return ModelFlops(f, f)
     dim = int(run["embedding_dim"])
     backbone = _backbone_flops(model, dim, sizes.input_shape)
-    head = _head_flops(get_setup(run["setup"]).head, dim, sizes.num_classes,
-                       json.dumps(run["head"].get("kwargs", {}), sort_keys=True))
+    head = _head_flops(
+        get_setup(run["setup"]).head,
+        dim,
+        sizes.num_classes,
+        json.dumps(run["head"].get("kwargs", {}), sort_keys=True),
+    )
     return ModelFlops(backbone + head, backbone)
 
 
@@ -183,15 +189,28 @@ def dataset_sizes(dataset: Mapping[str, Any], phase: str) -> DataSizes:
 def _measured_sizes(ds: Mapping[str, Any], use_validation: bool) -> DataSizes:
     from samrepro import data
 
-    bundle = data.build(ds["name"], ds.get("root"), use_validation=use_validation,
-                        val_fraction=ds.get("val_fraction", 0.1), split_seed=ds.get("split_seed", 0),
-                        download=False, options=ds.get("options") or {})
+    bundle = data.build(
+        ds["name"],
+        ds.get("root"),
+        use_validation=use_validation,
+        val_fraction=ds.get("val_fraction", 0.1),
+        split_seed=ds.get("split_seed", 0),
+        download=False,
+        options=ds.get("options") or {},
+    )
     if bundle.eval is not None:
         evals = len(bundle.eval)
     else:
         evals = VERIFY_FORWARDS * sum(_pairs(bundle.verification, name) for name in bundle.verification)
-    return DataSizes(len(bundle.train), evals, len(bundle.train_eval), bundle.num_classes,
-                     tuple(bundle.input_shape), bundle.task, "measured")
+    return DataSizes(
+        len(bundle.train),
+        evals,
+        len(bundle.train_eval),
+        bundle.num_classes,
+        tuple(bundle.input_shape),
+        bundle.task,
+        "measured",
+    )
 
 
 def _pairs(sets: Mapping[str, Any], name: str) -> int:
@@ -219,14 +238,24 @@ def _declared_sizes(ds: Mapping[str, Any], use_validation: bool) -> DataSizes:
     train = declared.train - val
     if spec.task == "face":
         benches = options.get("benchmarks") or BENCHMARKS
-        pairs = int(options.get("val_pairs", FACE_VAL_PAIRS)) if use_validation else sum(
-            BENCHMARK_PAIRS.get(b, 6000) for b in benches)
+        pairs = (
+            int(options.get("val_pairs", FACE_VAL_PAIRS))
+            if use_validation
+            else sum(BENCHMARK_PAIRS.get(b, 6000) for b in benches)
+        )
         evals = VERIFY_FORWARDS * pairs
     else:
         evals = val if use_validation else declared.test
     cap = int(options.get("train_eval_max", TRAIN_EVAL_CAP[spec.task]))
-    return DataSizes(train, evals, min(train, cap), declared.classes, (declared.input_shape[0], size, size),
-                     spec.task, "declared")
+    return DataSizes(
+        train,
+        evals,
+        min(train, cap),
+        declared.classes,
+        (declared.input_shape[0], size, size),
+        spec.task,
+        "declared",
+    )
 
 
 # --- FLOPs of the jobs ----------------------------------------------------------------------------------
@@ -243,7 +272,9 @@ def train_run_flops(run: Mapping[str, Any]) -> float:
     sizes = dataset_sizes(run["dataset"], run["phase"])
     f = model_flops(run, sizes)
     eval_f = f.backbone if sizes.task == "face" else f.total
-    per_epoch = TRAIN_FACTOR * passes_per_step(run["setup"]) * f.total * sizes.train + eval_f * sizes.eval_forwards
+    per_epoch = (
+        TRAIN_FACTOR * passes_per_step(run["setup"]) * f.total * sizes.train + eval_f * sizes.eval_forwards
+    )
     if sizes.task == "face":
         per_epoch += f.total * sizes.train_eval
     per_epoch += PROBE_FACTOR * f.total * min(int(run["probe_batch_size"]), sizes.train_eval)
@@ -300,7 +331,9 @@ def mixed_array_resources(jobs: Sequence[Job]) -> dict[str, list[str]]:
     rule's ready jobs as one SLURM array, and the plugin gives every task the first job's resources."""
     seen: dict[str, dict[str, str]] = {}
     for job in jobs:
-        seen.setdefault(RULE_OF_PHASE[job.phase], {})[job.experiment] = json.dumps(job.resources, sort_keys=True)
+        seen.setdefault(RULE_OF_PHASE[job.phase], {})[job.experiment] = json.dumps(
+            job.resources, sort_keys=True
+        )
     return {rule: sorted(exps) for rule, exps in seen.items() if len(set(exps.values())) > 1}
 
 
@@ -324,12 +357,16 @@ def _profile(config: Mapping[str, Any], on_gpu: bool, gpu_profile: str | None = 
     est = config.get("estimate") or {}
     name = (gpu_profile or est.get("gpu_profile", "A100")) if on_gpu else est.get("cpu_profile", "CPU")
     if name not in known:
-        raise ValueError(f"device profile '{name}' is unknown; known: {', '.join(known)} "
-                         "(add it under estimate.profiles in the study config)")
+        raise ValueError(
+            f"device profile '{name}' is unknown; known: {', '.join(known)} "
+            "(add it under estimate.profiles in the study config)"
+        )
     return known[name]
 
 
-def pick_profile(config: Mapping[str, Any], job: Job, gpu_profile: str | None = None) -> tuple[DeviceProfile, int]:
+def pick_profile(
+    config: Mapping[str, Any], job: Job, gpu_profile: str | None = None
+) -> tuple[DeviceProfile, int]:
     """(profile, devices): the GPU profile for jobs that request GPUs (or run on cuda), else the CPU one."""
     gpus = int(job.resources.get("gpu", 0))
     on_gpu = gpus > 0 or job.run.get("device") == "cuda"
@@ -337,7 +374,9 @@ def pick_profile(config: Mapping[str, Any], job: Job, gpu_profile: str | None = 
     return _profile(config, on_gpu, gpu_profile), units
 
 
-def device_of_run(config: Mapping[str, Any], run: Mapping[str, Any], metrics: Mapping[str, Any]) -> tuple[DeviceProfile, int]:
+def device_of_run(
+    config: Mapping[str, Any], run: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> tuple[DeviceProfile, int]:
     """(profile, devices) of a finished run from its metrics.json: its device, world size or CPU threads
     (`threads` when the run recorded it, else 1: the workflow runs each CPU job on cpus_per_task threads)."""
     on_gpu = str(metrics.get("device") or run.get("device") or "").startswith("cuda")
@@ -349,8 +388,17 @@ def job_cost(config: Mapping[str, Any], job: Job, gpu_profile: str | None = None
     profile, units = pick_profile(config, job, gpu_profile)
     flops = evaluate_flops(job.run) if job.phase == "evaluate" else train_run_flops(job.run)
     seconds_one = flops / profile.flops_per_s(1)
-    return JobCost(job.experiment, job.phase, job.setup, flops, profile.name, units, seconds_one / 3600,
-                   seconds_one / units / 3600, float(job.resources.get("runtime", 0)) / 60)
+    return JobCost(
+        job.experiment,
+        job.phase,
+        job.setup,
+        flops,
+        profile.name,
+        units,
+        seconds_one / 3600,
+        seconds_one / units / 3600,
+        float(job.resources.get("runtime", 0)) / 60,
+    )
 
 
 def estimate_study(config: Mapping[str, Any], gpu_profile: str | None = None) -> list[JobCost]:
@@ -401,8 +449,18 @@ HEADER = ("experiment", "phase", "setup", "jobs", "PFLOP", "device-h", "h/job", 
 
 
 def _cells(r: Row) -> tuple[str, ...]:
-    return (r.experiment, r.phase, r.setup, str(r.jobs), f"{r.pflops:.4g}", f"{r.device_hours:.4g}",
-            f"{r.max_job_h:.3g}", f"{r.runtime_h:.3g}", f"{r.over}" + (" !" if r.over else ""), r.profile)
+    return (
+        r.experiment,
+        r.phase,
+        r.setup,
+        str(r.jobs),
+        f"{r.pflops:.4g}",
+        f"{r.device_hours:.4g}",
+        f"{r.max_job_h:.3g}",
+        f"{r.runtime_h:.3g}",
+        f"{r.over}" + (" !" if r.over else ""),
+        r.profile,
+    )
 
 
 def format_table(rows: Sequence[Row], totals: Mapping[str, Row], markdown: bool = False) -> str:

@@ -61,7 +61,9 @@ def manifest_path(run: RunRecord) -> Path:
 def _dataset(run: RunRecord) -> Mapping[str, Any]:
     ds = run.config.get("dataset")
     if not isinstance(ds, Mapping) or "name" not in ds:
-        raise ValueError(f"{run.path / 'run.yaml'}: no dataset.name; the run folder is incomplete (rerun its job)")
+        raise ValueError(
+            f"{run.path / 'run.yaml'}: no dataset.name; the run folder is incomplete (rerun its job)"
+        )
     return ds
 
 
@@ -81,8 +83,12 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
 def content_hash(manifest: Mapping[str, Any]) -> str:
     """The module docstring's content hash: the files, not where they are."""
     files = sorted((str(f.get("path")), f.get("size"), f.get("sha256")) for f in manifest.get("files") or [])
-    body = {"dataset": manifest.get("dataset"), "counts": manifest.get("counts"),
-            "data_sha256": manifest.get("data_sha256"), "files": files}
+    body = {
+        "dataset": manifest.get("dataset"),
+        "counts": manifest.get("counts"),
+        "data_sha256": manifest.get("data_sha256"),
+        "files": files,
+    }
     return _sha(body)
 
 
@@ -106,13 +112,28 @@ def dataset_input(run: RunRecord) -> Any:
     ds = _dataset(run)
     manifest = read_manifest(manifest_path(run))
     digest = dataset_digest(manifest) if manifest else _sha(dict(ds))
-    root = str(manifest["root"]) if manifest and manifest.get("root") else str(Path(ds.get("root") or ".").resolve())
-    profile = {"content": content_hash(manifest) if manifest else None, "counts": (manifest or {}).get("counts"),
-               "manifest": str(manifest_path(run)) if manifest else None}
-    dataset = Dataset(name=str(ds["name"]), digest=digest, source_type="local", source=json.dumps({"uri": root}),
-                      profile=json.dumps(profile, sort_keys=True))
-    tags = [InputTag(CONTEXT_TAG, split_of(run)), InputTag("samrepro.val_fraction", str(ds.get("val_fraction"))),
-            InputTag("samrepro.split_seed", str(ds.get("split_seed")))]
+    root = (
+        str(manifest["root"])
+        if manifest and manifest.get("root")
+        else str(Path(ds.get("root") or ".").resolve())
+    )
+    profile = {
+        "content": content_hash(manifest) if manifest else None,
+        "counts": (manifest or {}).get("counts"),
+        "manifest": str(manifest_path(run)) if manifest else None,
+    }
+    dataset = Dataset(
+        name=str(ds["name"]),
+        digest=digest,
+        source_type="local",
+        source=json.dumps({"uri": root}),
+        profile=json.dumps(profile, sort_keys=True),
+    )
+    tags = [
+        InputTag(CONTEXT_TAG, split_of(run)),
+        InputTag("samrepro.val_fraction", str(ds.get("val_fraction"))),
+        InputTag("samrepro.split_seed", str(ds.get("split_seed"))),
+    ]
     return DatasetInput(dataset=dataset, tags=tags)
 
 
