@@ -1,7 +1,10 @@
 """Command-line interface: `samrepro train|evaluate|reference|prepare|plan|select-rho|track|report`.
 
 Each subcommand lives in the module that owns its concept; this file only wires them into argparse and
-imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch.
+imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch. Expected failures of
+any subcommand's inputs and outputs become one line naming the file and the fix, with the exit codes of
+`samrepro.errors` (2 bad input, 3 NaN loss, 4 cannot write, 130 interrupted, 143 SIGTERM); bugs keep their
+traceback.
 """
 
 from __future__ import annotations
