@@ -368,3 +368,16 @@ def test_a_model_pt_of_another_network_is_one_line(tmp_path, trained, capsys) ->
     assert main(["evaluate", "--run", str(run)]) == 2
     line = one_error_line(capsys)
     assert str(run / "model.pt") in line and "do not fit the network" in line
+
+
+def test_report_names_a_corrupt_best_json_and_paper_file(tmp_path, capsys) -> None:
+    best = tmp_path / "best.json"
+    best.write_text('{"experiment": "e", ')
+    assert main(["report", "--best", str(best), "--out", str(tmp_path / "rep")]) == 2
+    line = one_error_line(capsys)
+    assert str(best) in line and f"snakemake --forcerun {best}" in line
+    paper = tmp_path / "paper_results.yaml"
+    paper.write_text("aace: !!python/object/apply:os.system ['true']\n")
+    assert main(["report", "--paper", str(paper), "--out", str(tmp_path / "rep")]) == 2
+    line = one_error_line(capsys)
+    assert str(paper) in line and "python tags are refused" in line

@@ -21,6 +21,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from samrepro.atomic import atomic_write_text
+from samrepro.errors import read_json, yaml_message
 from samrepro.report import plots
 from samrepro.report.aggregate import (
     PRIMARY,
@@ -251,7 +252,10 @@ def load_best(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     out = {}
     for p in paths:
         if p:
-            data = json.loads(Path(p).read_text())
+            redo = f"redo it: delete {p} and rerun snakemake, or run `snakemake --forcerun {p}`"
+            data = read_json(p, redo)
+            if not isinstance(data, dict) or not {"experiment", "setup", "rho"} <= set(data):
+                raise ValueError(f"{p}: not a best.json (needs experiment, setup, rho); {redo}")
             out[f"{data['experiment']}/{data['setup']}"] = data
     return out
 
@@ -281,7 +285,10 @@ def report_from_files(spec: Mapping[str, Any], paper_path: str | None, run_paths
                       manifests: Sequence[str] = ()) -> dict[str, Any]:
     runs = [read_run(run_folder(p), require_eval=True) for p in run_paths if p]
     tune = [read_run(run_folder(p)) for p in tune_paths if p]
-    paper = (yaml.safe_load(Path(paper_path).read_text()) if paper_path else {}) or {}
+    try:
+        paper = (yaml.safe_load(Path(paper_path).read_text()) if paper_path else {}) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(yaml_message(exc, paper_path)) from None
     declared = load_claims(claims_path) if claims_path else []
     return build_report(runs, tune, load_best(best_paths), spec, paper, Path(out_dir), declared,
                         load_references(reference_paths), manifests)
