@@ -381,3 +381,17 @@ def test_report_names_a_corrupt_best_json_and_paper_file(tmp_path, capsys) -> No
     assert main(["report", "--paper", str(paper), "--out", str(tmp_path / "rep")]) == 2
     line = one_error_line(capsys)
     assert str(paper) in line and "python tags are refused" in line
+
+
+def test_an_undecodable_image_in_a_face_folder_names_the_file(tmp_path) -> None:
+    from samrepro import data
+
+    imgs = face_images(3, [3, 2, 4], size=112, seed=12)
+    written = write_image_folder(tmp_path, {f"id{i:02d}": v for i, v in imgs.items()})
+    bad = Path(written[1][0])
+    bad.write_bytes(b"\xff\xd8\xff\xe0 a JPEG header and nothing else")
+    with pytest.raises(ValueError, match=rf"{bad.name}: not a decodable image.*replace or remove it"):
+        bundle = data.build(
+            "face_folder", tmp_path, use_validation=True, val_fraction=0.5, options={"val_pairs": 2}
+        )
+        bundle.train.get_batch(list(range(len(bundle.train))))

@@ -9,7 +9,8 @@ docs/ARCHITECTURE.md Part B requires.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,19 @@ class TensorImageDataset(Dataset):
         return TensorImageDataset(self.images, self.labels, transform)
 
 
+@contextmanager
+def decoding(where: str | Path) -> Iterator[None]:
+    """An image that cannot be decoded (PIL raises OSError, ValueError or SyntaxError; a decompression bomb its
+    own error) is bad input: a ValueError naming the file, or the record, and the fix."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{where}: not a decodable image ({type(exc).__name__}: {str(exc)[:120]}); replace or "
+                         "remove it") from exc
+
+
 def _to_rgb_array(im: Image.Image, size: int) -> np.ndarray:
     im = im.convert("RGB")
     if im.size != (size, size):
@@ -82,7 +96,7 @@ class RecordSource:
 
     def load(self, key: int, size: int) -> np.ndarray:
         _, img = unpack(self.reader.read(int(key)))
-        with Image.open(io.BytesIO(img)) as im:
+        with decoding(f"{self.reader.rec_path} (record {key})"), Image.open(io.BytesIO(img)) as im:
             return _to_rgb_array(im, size)
 
 
@@ -90,7 +104,7 @@ class FolderSource:
     """Decodes image files (one folder per identity)."""
 
     def load(self, path: str | Path, size: int) -> np.ndarray:
-        with Image.open(str(path)) as im:
+        with decoding(path), Image.open(str(path)) as im:
             return _to_rgb_array(im, size)
 
 

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from samrepro.errors import read_json
 
 from . import cifar
-from .datasets import TensorImageDataset
+from .datasets import TensorImageDataset, decoding
 from .registry import DataBundle, DatasetMissingError, DatasetSpec, file_entry, register
 from .splits import stratified_split, subsample
 from .transforms import (
@@ -310,7 +310,7 @@ def _food_meta(folder: Path, split: str) -> tuple[list[str], list[Path], np.ndar
 
 def pad_resize(path: Path, size: int) -> np.ndarray:
     """Pad to a centred black square, then resize to size×size (the AACE papers' Food101 recipe)."""
-    with Image.open(path) as im:
+    with decoding(path), Image.open(path) as im:
         im = im.convert("RGB")
         w, h = im.size
         s = max(w, h)
@@ -406,7 +406,7 @@ class PathImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        with Image.open(path) as im:
+        with decoding(path), Image.open(path) as im:
             return self.transform(im.convert("RGB")), int(label)
 
 
