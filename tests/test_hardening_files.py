@@ -395,3 +395,21 @@ def test_an_undecodable_image_in_a_face_folder_names_the_file(tmp_path) -> None:
             "face_folder", tmp_path, use_validation=True, val_fraction=0.5, options={"val_pairs": 2}
         )
         bundle.train.get_batch(list(range(len(bundle.train))))
+
+
+@pytest.mark.parametrize("payload", [(5, [True]), ([b"\x89PNG", 7], [True]), ([b"a", b"b"], [np.ones(3)])])
+def test_a_bin_of_the_wrong_shape_names_the_file(tmp_path, payload) -> None:
+    with open(tmp_path / "agedb_30.bin", "wb") as f:
+        pickle.dump(payload, f, protocol=2)
+    with pytest.raises(vb.VerificationBinError, match=r"agedb_30\.bin: "):
+        vb.read_bin_raw(tmp_path / "agedb_30.bin")
+
+
+def test_a_cifar_batch_of_the_wrong_types_names_the_file(tmp_path, capsys) -> None:
+    root = tmp_path / "data"
+    write_cifar_batches(root, n=20, num_classes=10)
+    batch = root / "cifar-10-batches-py" / "test_batch"
+    with open(batch, "wb") as f:
+        pickle.dump({b"data": {}, b"labels": [0], 3: "x"}, f, protocol=2)
+    rc = main(["prepare", "--dataset", "cifar10", "--root", str(root), "--out", str(tmp_path / "m.json")])
+    assert rc == 2 and str(batch) in one_error_line(capsys)

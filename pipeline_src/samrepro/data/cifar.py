@@ -61,9 +61,12 @@ def read_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: expected a pickled dict, got {type(d).__name__}")
     d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
     if "data" not in d or label_key not in d:
-        raise ValueError(f"{path}: CIFAR batch must hold 'data' and '{label_key}', has {sorted(d)}")
-    data = np.asarray(d["data"], dtype=np.uint8)
-    labels = np.asarray(d[label_key], dtype=np.int64)
+        raise ValueError(f"{path}: CIFAR batch must hold 'data' and '{label_key}', has {sorted(map(str, d))}")
+    try:
+        data = np.asarray(d["data"], dtype=np.uint8)
+        labels = np.asarray(d[label_key], dtype=np.int64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: 'data' and '{label_key}' must be numeric arrays ({exc})") from None
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
         raise ValueError(f"{path}: 'data' must be N×3072 with N labels, got {data.shape} and {labels.shape}")
     return data.reshape(-1, 3, 32, 32), labels

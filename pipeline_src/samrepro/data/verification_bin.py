@@ -78,8 +78,14 @@ def read_bin_raw(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]
             f"{path}: expected a pickle of (bins, issame_list), got {type(obj).__name__}"
         )
     bins, issame = obj
-    bins = [_as_bytes(b) for b in bins]
-    issame_list = [bool(v) for v in issame]
+    if not isinstance(bins, list | tuple) or not isinstance(issame, list | tuple | np.ndarray):
+        raise VerificationBinError(f"{path}: expected (list of encoded images, list of booleans), got "
+                                   f"({type(bins).__name__}, {type(issame).__name__})")
+    try:
+        bins = [_as_bytes(b) for b in bins]
+        issame_list = [bool(v) for v in issame]
+    except (VerificationBinError, TypeError, ValueError) as exc:
+        raise VerificationBinError(f"{path}: {exc}") from None
     if len(bins) != 2 * len(issame_list):
         raise VerificationBinError(
             f"{path}: {len(bins)} images for {len(issame_list)} pairs (a .bin holds exactly 2 images per pair)"
