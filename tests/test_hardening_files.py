@@ -413,3 +413,31 @@ def test_a_cifar_batch_of_the_wrong_types_names_the_file(tmp_path, capsys) -> No
         pickle.dump({b"data": {}, b"labels": [0], 3: "x"}, f, protocol=2)
     rc = main(["prepare", "--dataset", "cifar10", "--root", str(root), "--out", str(tmp_path / "m.json")])
     assert rc == 2 and str(batch) in one_error_line(capsys)
+
+
+def test_samrepro_traceback_keeps_the_traceback_for_maintainers(tmp_path, capsys, monkeypatch) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("setup: !!python/name:os.system\n")
+    argv = ["train", "--config", str(cfg), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2 and "python tags are refused" in one_error_line(capsys)
+    monkeypatch.setenv("SAMREPRO_TRACEBACK", "1")
+    study = tmp_path / "study.yaml"
+    study.write_text("study: [unclosed\n")
+    with pytest.raises(Exception, match="flow sequence"):
+        main(
+            [
+                "plan",
+                "--config",
+                str(study),
+                "--experiment",
+                "e",
+                "--setup",
+                "SGD",
+                "--seed",
+                "0",
+                "--phase",
+                "final",
+                "--out",
+                str(tmp_path / "r.yaml"),
+            ]
+        )

@@ -4,13 +4,14 @@ Each subcommand lives in the module that owns its concept; this file only wires 
 imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch. Expected failures of
 any subcommand's inputs and outputs become one line naming the file and the fix, with the exit codes of
 `samrepro.errors` (2 bad input, 3 NaN loss, 4 cannot write, 130 interrupted, 143 SIGTERM); bugs keep their
-traceback.
+traceback, and SAMREPRO_TRACEBACK=1 keeps it for every failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from samrepro.errors import classify
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(args._module).run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
         failure = classify(exc)
-        if failure is None:
+        if failure is None or os.environ.get("SAMREPRO_TRACEBACK"):  # a bug, or a maintainer asking for it
             raise
         print(f"samrepro {args.command}: error: {failure[1]}", file=sys.stderr)
         return failure[0]
