@@ -241,8 +241,9 @@ def test_step_window_folds_in_step_order() -> None:
         logits = torch.zeros(4, 2)
         logits[:hits, 1] = 1.0
         w.record(torch.tensor(loss), logits, torch.ones(4, dtype=torch.long))
-    rows, flag = w.drain(torch.tensor([1.0]))
-    assert rows[0] == (0.5, 3.0, 4) and math.isnan(rows[1][0]) and flag == 1.0
+    assert float(w.nonfinite()) == 1.0
+    rows, extra = w.drain(torch.tensor([1.0, 2.0]))
+    assert rows[0] == (0.5, 3.0, 4) and math.isnan(rows[1][0]) and extra == [1.0, 2.0]
     assert w.first_step == 6 and len(w) == 0
 
 

@@ -428,22 +428,32 @@ def _step(run: Run, state: RunState, train_step: Any, x: torch.Tensor, y: torch.
 
 def _sync(run: Run, state: RunState, window: StepWindow, progress: Progress) -> bool:
     """The one host read of a window: fold it into state.sums (NaN/inf → TrainingDivergedError naming the
-    first bad step), update the progress bar; returns the stop decision (all-reduced under DDP)."""
-    flag = None
-    if run.info.enabled:
-        flag = torch.tensor([float(run.stop.requested)], dtype=torch.float64, device=run.rt.device)
-        D.all_reduce_tensor_(flag, run.info)
+    first bad step), update the progress bar; returns the stop decision. Under DDP the stop flag and the count
+    of non-finite losses are summed over ranks in the same read, so every rank stops, or diverges, together."""
     checked_from = window.first_step
-    rows, stop = window.drain(flag)
+    rows, agreed = window.drain(_agreement(run, window))
     for i, (loss, correct, n) in enumerate(rows):
         if not math.isfinite(loss):
-            raise _diverged(run, state, loss, checked_from + i, checked_from)
+            raise _diverged(run, state, f"is {loss} at epoch {state.epoch + 1}, step {checked_from + i + 1}/"
+                                        f"{run.steps}", checked_from)
         state.sums["loss"] += loss * n
         state.sums["correct"] += correct
         state.sums["count"] += n
+    if agreed and agreed[1] > 0:
+        raise _diverged(run, state, f"became NaN/inf on another process at epoch {state.epoch + 1}",
+                        checked_from)
     if rows:
         progress.bar(state.epoch, state.step, run.steps, rows[-1][0])
-    return bool(stop) if stop is not None else run.stop.requested
+    return agreed[0] > 0 if agreed else run.stop.requested
+
+
+def _agreement(run: Run, window: StepWindow) -> torch.Tensor | None:
+    """DDP: [stop requests, non-finite losses] summed over ranks, on the device (read with the window)."""
+    if not run.info.enabled:
+        return None
+    stop = torch.full((1,), float(run.stop.requested), dtype=torch.float64, device=run.rt.device)
+    flags = torch.cat([stop, window.nonfinite().reshape(1)])
+    return D.all_reduce_tensor_(flags, run.info)
 
 
 def _stop_requested(run: Run) -> bool:
@@ -462,15 +472,14 @@ def _preempt(run: Run, state: RunState, where: str, save: bool = True) -> None:
                          f"{run.ck_path}; run again to resume")
 
 
-def _diverged(run: Run, state: RunState, loss: float, bad: int, checked_from: int) -> TrainingDivergedError:
-    """`bad`: the 0-based step of the first non-finite loss; the host check covered steps checked_from..step."""
+def _diverged(run: Run, state: RunState, what: str, checked_from: int) -> TrainingDivergedError:
+    """`what`: the bad value and where; the host check covered the steps checked_from+1..state.step."""
     kept = (f"the last good checkpoint ({run.ck_path}) is kept" if run.ck_path.exists()
             else "no epoch had completed, so no checkpoint was written")
     return TrainingDivergedError(
-        f"setup {run.setup.name!r} (seed {run.cfg['seed']}, rho {run.cfg['rho']}): the training loss is {loss} "
-        f"at epoch {state.epoch + 1}, step {bad + 1}/{run.steps} (found by the host check of steps "
-        f"{checked_from + 1}-{state.step}; sync_every={run.cfg['sync_every']}); training stopped and {kept}. "
-        "Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
+        f"setup {run.setup.name!r} (seed {run.cfg['seed']}, rho {run.cfg['rho']}): the training loss {what} "
+        f"(found by the host check of steps {checked_from + 1}-{state.step}; sync_every={run.cfg['sync_every']}); "
+        f"training stopped and {kept}. Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
 
 
 def save_checkpoint(run: Run, state: RunState) -> None:

@@ -47,18 +47,22 @@ class StepWindow:
         row[1].copy_((logits.argmax(dim=1) == targets).sum())
         self.counts.append(int(targets.shape[0]))
 
-    def drain(self, flag: torch.Tensor | None = None) -> tuple[list[tuple[float, float, int]], float | None]:
-        """One host read: (loss, correct, n) of every recorded step, and the value of `flag` if given; the
-        window then starts after its last step."""
+    def nonfinite(self) -> torch.Tensor:
+        """How many recorded losses are NaN/inf, as a float64 device scalar (no read)."""
+        return (~torch.isfinite(self.buf[: len(self.counts), 0])).sum().to(torch.float64)
+
+    def drain(self, extra: torch.Tensor | None = None) -> tuple[list[tuple[float, float, int]], list[float]]:
+        """One host read: (loss, correct, n) of every recorded step, and the values of `extra` (e.g. flags
+        all-reduced over ranks) if given; the window then starts after its last step."""
         k = len(self.counts)
         parts = [self.buf[:k].reshape(-1)]
-        if flag is not None:
-            parts.append(flag.reshape(1).to(self.buf.dtype))
+        if extra is not None:
+            parts.append(extra.reshape(-1).to(self.buf.dtype))
         values = torch.cat(parts).tolist()
         rows = [(values[2 * i], values[2 * i + 1], self.counts[i]) for i in range(k)]
         self.first_step += k
         self.counts = []
-        return rows, (values[-1] if flag is not None else None)
+        return rows, values[2 * k :]
 
 
 class HostReads:
