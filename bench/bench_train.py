@@ -14,6 +14,8 @@ Engine mode, before/after a change: `--compare-with OTHER_TREE` times the engine
 digits (small_cnn) and on CIFAR-shaped random data (a small WRN), once with this tree's code and once with
 OTHER_TREE's (each in a subprocess with that tree's `pipeline_src` first on the path), rounds interleaved so a
 shared machine's load hits both alike; it prints and writes the median after/before ratio per workload.
+`--clock process` times the loop in process CPU time instead of wall time (one thread: the work done, not
+the time spent waiting for a core that other jobs hold — the robust figure on a loaded machine).
 
     git worktree add /tmp/wt-before <commit>
     .venv/bin/python bench/bench_train.py --compare-with /tmp/wt-before --rounds 3 --json ratios.json
@@ -128,16 +130,22 @@ ENGINE_WORKLOADS = (
 )
 
 
-def engine_once(workload: str, setup: str, batch_size: int) -> float:
-    """images/s of the engine's step loop for one run (metrics.json of `trainer.train`), in this process."""
+def engine_once(workload: str, setup: str, batch_size: int, clock: str = "wall", sync_every: int = 0) -> float:
+    """images/s of the engine's step loop for one run (metrics.json of `trainer.train`), in this process.
+    clock "process": the engine's timer (time.perf_counter) reads this process's CPU time instead."""
     from samrepro.engine import config as C
     from samrepro.engine import trainer
+
+    if clock == "process":
+        time.perf_counter = time.process_time
 
     _, dataset, model, kwargs, epochs = next(w for w in ENGINE_WORKLOADS if w[0] == workload)
     cfg = {"study": "bench", "experiment": "bench", "setup": setup, "seed": 0,
            "rho": None if setup == "SGD" else 0.05, "dataset": {"name": "digits" if dataset == "digits" else "cifar10"},
            "model": {"name": model, "kwargs": dict(kwargs)}, "schedule": {"name": "cosine", "epochs": epochs},
            "batch_size": batch_size, "workers": 0, "threads": 1, "device": "cpu", "probe_batch_size": 32}
+    if sync_every:
+        cfg["sync_every"] = sync_every
     if dataset == "synthetic":
         trainer.load_data = lambda _cfg: _synthetic_bundle(768)
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,17 +166,17 @@ def _synthetic_bundle(n: int):
                       train=TensorImageDataset(images, labels, tf), train_eval=small, eval=small)
 
 
-def _engine_subprocess(tree: Path, workload: str, setup: str, batch_size: int) -> float:
+def _engine_subprocess(tree: Path, workload: str, setup: str, batch_size: int, clock: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree / "pipeline_src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, __file__, "--engine-once", workload, "--setups", setup,
-                           "--batch-size", str(batch_size)], env=env, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+                           "--batch-size", str(batch_size), "--clock", clock], env=env, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1])
     if proc.returncode != 0:
         raise SystemExit(f"bench_train: {tree} {workload} {setup} failed:\n{proc.stderr[-2000:]}")
     return float(proc.stdout.strip().splitlines()[-1])
 
 
-def compare(other: Path, rounds: int, batch_size: int, setups: list[str]) -> dict:
+def compare(other: Path, rounds: int, batch_size: int, setups: list[str], clock: str = "wall") -> dict:
     """Interleaved rounds (before, after, then after, before, ...) of every workload x setup; median ratios."""
     here = Path(__file__).resolve().parents[1]
     rates: dict[str, dict[str, list[float]]] = {}
@@ -177,10 +185,10 @@ def compare(other: Path, rounds: int, batch_size: int, setups: list[str]) -> dic
         for label, tree in order if r % 2 == 0 else order[::-1]:
             for workload, *_ in ENGINE_WORKLOADS:
                 for setup in setups:
-                    rate = _engine_subprocess(tree, workload, setup, batch_size)
+                    rate = _engine_subprocess(tree, workload, setup, batch_size, clock)
                     rates.setdefault(f"{workload}/{setup}", {"before": [], "after": []})[label].append(rate)
                     print(f"  round {r + 1} {label:6s} {workload:22s} {setup:4s} {rate:9.1f} images/s", flush=True)
-    out = {"batch_size": batch_size, "rounds": rounds, "before_tree": str(other), "workloads": {}}
+    out = {"batch_size": batch_size, "rounds": rounds, "clock": clock, "before_tree": str(other), "workloads": {}}
     for key, v in rates.items():
         ratios = [a / b for a, b in zip(v["after"], v["before"], strict=True)]
         # best-of: on a shared machine the fastest round is the one least slowed by other load
@@ -194,7 +202,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compare-with", default="", help="another checkout: engine before/after ratios")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--engine-once", default="", help=argparse.SUPPRESS)
+    p.add_argument("--clock", choices=("wall", "process"), default="wall", help="engine mode: wall or CPU time")
+    p.add_argument("--sync-every", type=int, default=0, help="engine mode: the run's sync_every (0 = default)")
+    p.add_argument("--engine-once", default="", help="engine mode: one run of this workload, print images/s")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=3)
@@ -207,10 +217,10 @@ def main() -> None:
     p.add_argument("--json", default="")
     args = p.parse_args()
     if args.engine_once:
-        print(engine_once(args.engine_once, args.setups, args.batch_size))
+        print(engine_once(args.engine_once, args.setups, args.batch_size, args.clock, args.sync_every))
         return
     if args.compare_with:
-        res = compare(Path(args.compare_with), args.rounds, args.batch_size, args.setups.split(","))
+        res = compare(Path(args.compare_with), args.rounds, args.batch_size, args.setups.split(","), args.clock)
         for key, w in res["workloads"].items():
             print(f"{key:28s} after/before {w['median_after_over_before']:.3f} (median of {args.rounds} rounds), "
                   f"best/best {w['best_after_over_best_before']:.3f}")
