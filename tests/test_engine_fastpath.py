@@ -235,6 +235,23 @@ def test_at_most_one_host_read_per_sync_every_steps(monkeypatch, tmp_path, on_de
     assert n1 >= STEPS  # the counter does see reads: one per step when asked for
 
 
+@pytest.mark.parametrize("name", ["FlatFace-SAM-AdaFace", "ArcFace"])
+def test_face_steps_read_nothing_between_syncs(monkeypatch, tmp_path, name, openset) -> None:
+    """The margin heads (AdaFace's EMA, ArcFace's θ+m guard) add no host read to the hot loop."""
+    from samrepro.engine.loader import steps_per_epoch
+
+    cfg = run_cfg(
+        setup=name,
+        rho=0.05 if get_setup(name).two_pass else None,
+        dataset={"name": "digits_openset"},
+        embedding_dim=16,
+        sync_every=5,
+        data_on_device="true",
+    )
+    steps = steps_per_epoch(len(openset.train), 64)
+    assert 0 < _count_reads(monkeypatch, cfg, tmp_path) <= math.ceil(steps / 5)
+
+
 def test_step_window_folds_in_step_order() -> None:
     w = StepWindow(3, CPU, first_step=4)
     for loss, hits in ((0.5, 3), (float("nan"), 1)):
