@@ -23,7 +23,8 @@ from samrepro.engine.records import HISTORY_COLUMNS
 from samrepro.engine.trainer import StopFlag, TrainingDivergedError, train
 
 # wall-clock figures and the count of restarts legitimately differ between an interrupted and a straight run
-VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host", "peak_rss_mb", "cuda_max_allocated_mb"}
+VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host", "peak_rss_mb", "cuda_max_allocated_mb",
+            "start_time", "end_time"}
 
 
 def run_cfg(**kw) -> dict:

@@ -170,7 +170,8 @@ def report_spec():
     uri = config["tracking"]["uri"] or f"sqlite:///{RES}/mlflow.db"
     hint = f"Runs in MLflow: mlflow ui --backend-store-uri {uri}" if config["tracking"]["enabled"] else ""
     return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps,
-                       "tracking_hint": hint, "config_hash": study.config_hash(config)})
+                       "tracking_hint": hint, "config_hash": study.config_hash(config),
+                       "estimate": config.get("estimate")})  # the device profile the compute section uses
 
 
 def paper_results():

@@ -182,7 +182,8 @@ def _zero_sums() -> dict[str, float]:
 
 
 def _zero_timing() -> dict[str, float]:
-    return {"train_s": 0.0, "images": 0.0, "epoch_s": 0.0, "resumes": 0.0, "wall_s": 0.0}
+    """Timing counters; started_at is the Unix time the run first started (kept across resumes)."""
+    return {"train_s": 0.0, "images": 0.0, "epoch_s": 0.0, "resumes": 0.0, "wall_s": 0.0, "started_at": time.time()}
 
 
 @dataclass
@@ -564,7 +565,9 @@ def finalize(cfg: dict[str, Any], out: Path, net: nn.Module, bundle: Any, histor
         "device": rt.device.type, "device_name": _device_name(rt.device), "amp": "bf16" if rt.amp else "off",
         "world_size": rt.dist.world, "channels_last": rt.channels_last, "sync_every": int(cfg["sync_every"]),
         "data_on_device": cfg["data_on_device"], **resource_usage(rt.device),
+        "start_time": timing.get("started_at"), "end_time": time.time(),  # Unix s: the MLflow run's span
         "versions": prov["versions"], "slurm_job_id": prov["slurm_job_id"], "host": prov["host"],
+        "slurm_array_job_id": prov["slurm_array_job_id"], "slurm_array_task_id": prov["slurm_array_task_id"],
         "config_hash": config_hash(cfg),
     }
     ckpt.atomic_write_json(out / METRICS, metrics)
