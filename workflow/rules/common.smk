@@ -265,3 +265,16 @@ def final_targets():
     if config["tracking"]["enabled"]:
         targets.append(f"{RES}/mlflow_runs.json")
     return targets
+
+
+def array_rules():
+    """Rules the SLURM executor submits as job arrays (--slurm-array-jobs); empty for other executors. The
+    executor's settings exist only once the workflow executes, hence the onstart check."""
+    setting = getattr(getattr(workflow, "executor_settings", None), "array_jobs", None) or ""
+    return {r.strip() for r in setting.replace(";", ",").split(",") if r.strip()}
+
+
+onstart:
+    problem = study.array_resource_conflict(config, array_rules())
+    if problem:
+        raise WorkflowError(problem)

@@ -157,6 +157,24 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def array_resource_conflict(config: Mapping[str, Any], array_rules: set[str]) -> str | None:
+    """Why the study cannot go as SLURM arrays, or None. The SLURM executor gives every task of an array the
+    resources of its first job, so a rule submitted as arrays (--slurm-array-jobs) must request the same
+    resources in every experiment (else a 4-GPU training could run with 1 GPU)."""
+    for kind in ("tune", "train", "evaluate"):
+        if kind not in array_rules and "all" not in array_rules:
+            continue
+        asked = {e: job_resources(config, kind, e) for e in config["experiments"]}
+        first, *rest = asked
+        for other in (o for o in rest if asked[o] != asked[first]):
+            diff = ", ".join(f"{k} {asked[first][k]!r} vs {asked[other][k]!r}"
+                             for k in asked[first] if asked[first][k] != asked[other].get(k))
+            return (f"--slurm-array-jobs includes '{kind}' but experiments {first} and {other} request different "
+                    f"resources.{kind} ({diff}), and a SLURM array gives every task its first job's resources; "
+                    f"pass --slurm-array-jobs none, or give them equal resources.{kind}")
+    return None
+
+
 def job_resources(config: Mapping[str, Any], kind: str, experiment: str | None = None) -> dict[str, Any]:
     """Resources of one job kind: the study-wide block, overridden by the experiment's block."""
     if kind not in RULE_KINDS:
