@@ -15,7 +15,7 @@ from formats import (
 )
 
 import samrepro.data as data
-from samrepro.data import verification_bin as vb
+from samrepro.data.formats import verification_bin as vb
 
 
 def face_norm(img: np.ndarray) -> torch.Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import samrepro.data as data
-from samrepro.data.digits import load_arrays
+from samrepro.data.families.digits import load_arrays
 
 
 def test_digits_fixed_test_split_and_seeded_validation() -> None:
@@ -102,7 +102,7 @@ def test_digits_csv_reader_equals_sklearn_loader() -> None:
     """The direct CSV read (no sklearn import per job) gives sklearn's exact arrays."""
     from sklearn.datasets import load_digits
 
-    from samrepro.data.digits import load_arrays
+    from samrepro.data.families.digits import load_arrays
 
     x, y = load_arrays()
     ref = load_digits()

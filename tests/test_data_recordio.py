@@ -17,7 +17,7 @@ from formats import (
 )
 
 import samrepro.data as data
-from samrepro.data.recordio import IndexedRecordIO, RecordIOError, iter_records, unpack
+from samrepro.data.formats.recordio import IndexedRecordIO, RecordIOError, iter_records, unpack
 
 M = struct.pack("<I", MAGIC)
 

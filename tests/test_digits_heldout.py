@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from samrepro import data
-from samrepro.data.digits import load_arrays
+from samrepro.data.families.digits import load_arrays
 from samrepro.engine.reference import pixel_reference
 from samrepro.engine.reference import run as reference_run
 from samrepro.engine.verification import kfold_accuracy

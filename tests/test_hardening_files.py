@@ -21,7 +21,7 @@ from formats import encode_image, face_images, write_cifar_batches, write_image_
 import samrepro.atomic
 from samrepro.atomic import atomic_write_json, atomic_write_text
 from samrepro.cli import main
-from samrepro.data import verification_bin as vb
+from samrepro.data.formats import verification_bin as vb
 from samrepro.engine import checkpoint as ckpt
 
 TINY = {
@@ -158,7 +158,7 @@ def test_crafted_cifar_batch_is_refused_and_runs_nothing(tmp_path, capsys) -> No
 
 def test_refused_codec_in_a_protocol2_bytes_global(tmp_path) -> None:
     """`_codecs.encode` is admitted only as protocol 2 spells bytes (latin-1), not as a general codec call."""
-    from samrepro.data import safe_pickle
+    from samrepro.data.formats import safe_pickle
 
     crafted = b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13\x86R."
     (tmp_path / "b").write_bytes(crafted)

@@ -1,4 +1,5 @@
-"""samrepro.data: the dataset registry, readers of the formats users bring, and fast batched transforms.
+"""samrepro.data: the dataset registry, dataset families (`families/`, one module each, registering
+themselves), readers of the on-disk formats users bring (`formats/`) and fast batched transforms.
 
 Public API (docs/ARCHITECTURE.md Part B): ``build(name, root, *, use_validation, ...) -> DataBundle``,
 ``prepare(name, root, download=False) -> manifest dict``, ``DatasetMissingError``, ``DataBundle``,

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .recordio import IndexedRecordIO, unpack
+from .formats.recordio import IndexedRecordIO, unpack
 from .transforms import BatchTransform
 
 

@@ -152,7 +152,7 @@ def get_spec(name: str) -> DatasetSpec:
 
 def _load_builtin() -> None:
     # the builders register themselves on import; imported here to keep `samrepro.data` import cheap
-    from . import digits, face, vision  # noqa: F401
+    from . import families  # noqa: F401
 
 
 def build(

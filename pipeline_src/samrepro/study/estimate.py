@@ -223,7 +223,7 @@ def _pairs(sets: Mapping[str, Any], name: str) -> int:
 
 
 def _declared_sizes(ds: Mapping[str, Any], use_validation: bool) -> DataSizes:
-    from samrepro.data.face import BENCHMARKS
+    from samrepro.data.families.faces import BENCHMARKS
     from samrepro.data.registry import BENCHMARK_PAIRS, DECLARED_SIZES, get_spec
 
     spec, declared = get_spec(ds["name"]), DECLARED_SIZES.get(ds["name"])

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import EncodedImageDataset, FolderSource, RecordSource
-from .recordio import IndexedRecordIO, RecordIOError
-from .registry import (
+from ..datasets import EncodedImageDataset, FolderSource, RecordSource
+from ..formats.recordio import IndexedRecordIO, RecordIOError
+from ..formats.verification_bin import load_bin, read_bin_raw
+from ..registry import (
     DataBundle,
     DatasetMissingError,
     DatasetSpec,
@@ -29,9 +30,8 @@ from .registry import (
     file_entry,
     register,
 )
-from .splits import make_pairs, stratified_split, subsample
-from .transforms import FACE_MEAN, FACE_STD, BatchTransform
-from .verification_bin import load_bin, read_bin_raw
+from ..splits import make_pairs, stratified_split, subsample
+from ..transforms import FACE_MEAN, FACE_STD, BatchTransform
 
 BENCHMARKS = ("lfw", "cfp_fp", "agedb_30", "cplfw", "calfw")
 EXPECTED_IDENTITIES = {"casia_webface": 10_572, "ms1mv2": 85_742}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samrepro.data import safe_pickle
+from samrepro.data.formats import safe_pickle
 
 CACHE_DIR = ".samrepro_cache"
 _MEMO: dict[tuple[str, int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import TensorImageDataset
-from .registry import DataBundle, DatasetSpec, VerificationSet, register
-from .splits import make_pairs, stratified_split
-from .vision import AUG_OPTIONS, in_memory_bundle
+from ..datasets import TensorImageDataset
+from ..registry import DataBundle, DatasetSpec, VerificationSet, register
+from ..splits import make_pairs, stratified_split
+from .in_memory import AUG_OPTIONS, in_memory_bundle
 
 TEST_FRACTION = 0.25
 TEST_SEED = 0
@@ -57,7 +57,7 @@ def _transform(x: np.ndarray, options: dict[str, Any]):
 
     Digits are not mirror-symmetric, so no flip by default; Cutout off by default (an 8×8 image has no
     room for it), both can be switched on through options."""
-    from .transforms import BatchTransform
+    from ..transforms import BatchTransform
 
     v = x.astype(np.float64) * SCALE
     mean, std = float(v.mean()), float(v.std())

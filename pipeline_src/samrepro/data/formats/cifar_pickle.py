@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samrepro.data import safe_pickle
+from samrepro.data.formats import safe_pickle
 
 
 @dataclass(frozen=True)
