@@ -38,8 +38,8 @@ TRAIN_FACTOR = 3  # forward + backward ≈ 3 forwards
 PROBE_FACTOR = 5  # one forward, two gradients (2 forwards each)
 HVP_FACTOR = 6  # a Hessian-vector product ≈ two gradients
 VERIFY_FORWARDS = 4  # two images per pair, each also mirrored (flip test)
-TRAIN_EVAL_CAP = {"classification": 50_000, "face": 20_000}  # data.vision / data.face subsample caps
-FACE_VAL_PAIRS = 3000  # data.face default `val_pairs`
+TRAIN_EVAL_CAP = {"classification": 50_000, "face": 20_000}  # data.families.in_memory / .faces subsample caps
+FACE_VAL_PAIRS = 3000  # data.families.faces default `val_pairs`
 PHASES = ("tune", "final", "evaluate")
 
 
