@@ -5,7 +5,7 @@ the CLI exactly as its jobs run.
 - a final classification run fits its training set: last-epoch train accuracy >= 99.5 % (history.csv), and
   when its update loss is CE, the probe batch's CE gradient norm at the last epoch is <= 1/10 of its maximum
   over the run (a label-smoothed update fits q_y = 1 − α, not 1, so its CE gradient levels off near
-  ∂CE/∂z_y = q_y − 1 = −α instead of vanishing: measured last/max 0.26-0.38 for SCE-SAM and SAACE);
+  ∂CE/∂z_y = q_y − 1 = −α instead of vanishing: measured last/max 0.21-0.39 for SCE-SAM and SAACE);
 - a face setup beats the raw-pixel reference (`samrepro reference`, same pairs and protocol) on the
   experiment's primary benchmark;
 - at least five seeds per setup.
