@@ -92,7 +92,14 @@ def bench_losses(rounds: int) -> list[tuple[str, float, float, float]]:
             t_ce.append(_time(ce, reps))
             t_aace.append(_time(aace, reps))
         ratio = statistics.median(a / b for a, b in zip(t_aace, t_ce, strict=True))
-        rows.append((f"loss only, logits {n}x{c}", statistics.median(t_ce) * 1e6, statistics.median(t_aace) * 1e6, ratio))
+        rows.append(
+            (
+                f"loss only, logits {n}x{c}",
+                statistics.median(t_ce) * 1e6,
+                statistics.median(t_aace) * 1e6,
+                ratio,
+            )
+        )
     # inside a full forward+backward of small_cnn on 8x8 digits, batch 128
     torch.manual_seed(0)
     net = build("small_cnn", 10, in_channels=1)
@@ -112,14 +119,18 @@ def bench_losses(rounds: int) -> list[tuple[str, float, float, float]]:
         t_ce.append(_time(step(F.cross_entropy), 20))
         t_aace.append(_time(step(aace_loss), 20))
     ratio = statistics.median(a / b for a, b in zip(t_aace, t_ce, strict=True))
-    rows.append(("fwd+loss+bwd small_cnn b128", statistics.median(t_ce) * 1e6, statistics.median(t_aace) * 1e6, ratio))
+    rows.append(
+        ("fwd+loss+bwd small_cnn b128", statistics.median(t_ce) * 1e6, statistics.median(t_aace) * 1e6, ratio)
+    )
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (median over them)")
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is steadiest on a shared CPU)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1 is steadiest on a shared CPU)"
+    )
     ap.add_argument(
         "--clock", choices=list(CLOCKS), default="cpu",
         help="cpu: process CPU time (robust to other jobs on a shared machine); wall: elapsed time",
@@ -128,8 +139,12 @@ def main() -> None:
     global _clock
     _clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, {args.clock} clock, CPU")
-    print(f"\n{'model':<22}{'SGD ms':>9}{'SAM ms':>9}{'AACE ms':>9}{'SAM/SGD':>9}{'AACE/SGD':>10}   (target ≤ 2.05)")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {args.rounds} rounds, {args.clock} clock, CPU"
+    )
+    print(
+        f"\n{'model':<22}{'SGD ms':>9}{'SAM ms':>9}{'AACE ms':>9}{'SAM/SGD':>9}{'AACE/SGD':>10}   (target ≤ 2.05)"
+    )
     for label, sgd, sam, aace, r_sam, r_aace in bench_steps(args.rounds):
         print(f"{label:<22}{sgd:9.2f}{sam:9.2f}{aace:9.2f}{r_sam:9.3f}{r_aace:10.3f}")
     print(f"\n{'loss':<30}{'CE µs':>10}{'AACE µs':>10}{'AACE/CE':>9}   (target ≤ 1.05)")

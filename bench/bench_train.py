@@ -82,8 +82,14 @@ def bench(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     train_set, num_classes, channels = _bundle(args)
-    out: dict = {"threads": torch.get_num_threads(), "batch_size": args.batch_size, "model": args.model,
-                 "n_train": len(train_set), "device": str(device), "setups": {}}
+    out: dict = {
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "model": args.model,
+        "n_train": len(train_set),
+        "device": str(device),
+        "setups": {},
+    }
 
     gen = torch.Generator().manual_seed(0)
     _epoch(train_set, args.batch_size, gen)
@@ -101,7 +107,9 @@ def bench(args: argparse.Namespace) -> dict:
         net = Network(build_model(args.model, num_classes, **kw)).to(device)
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
-        opt = build_optimizer(setup, net.parameters(), 0.05, 0.9, 5e-4, False, None if name == "SGD" else 0.05)
+        opt = build_optimizer(
+            setup, net.parameters(), 0.05, 0.9, 5e-4, False, None if name == "SGD" else 0.05
+        )
 
         def step(x, y, net=net, opt=opt, setup=setup):
             return train_step(net, opt, setup, x, y)
@@ -130,7 +138,9 @@ ENGINE_WORKLOADS = (
 )
 
 
-def engine_once(workload: str, setup: str, batch_size: int, clock: str = "wall", sync_every: int = 0) -> float:
+def engine_once(
+    workload: str, setup: str, batch_size: int, clock: str = "wall", sync_every: int = 0
+) -> float:
     """images/s of the engine's step loop for one run (metrics.json of `trainer.train`), in this process.
     clock "process": the engine's timer (time.perf_counter) reads this process's CPU time instead."""
     from samrepro.engine import config as C
@@ -140,10 +150,21 @@ def engine_once(workload: str, setup: str, batch_size: int, clock: str = "wall",
         time.perf_counter = time.process_time
 
     _, dataset, model, kwargs, epochs = next(w for w in ENGINE_WORKLOADS if w[0] == workload)
-    cfg = {"study": "bench", "experiment": "bench", "setup": setup, "seed": 0,
-           "rho": None if setup == "SGD" else 0.05, "dataset": {"name": "digits" if dataset == "digits" else "cifar10"},
-           "model": {"name": model, "kwargs": dict(kwargs)}, "schedule": {"name": "cosine", "epochs": epochs},
-           "batch_size": batch_size, "workers": 0, "threads": 1, "device": "cpu", "probe_batch_size": 32}
+    cfg = {
+        "study": "bench",
+        "experiment": "bench",
+        "setup": setup,
+        "seed": 0,
+        "rho": None if setup == "SGD" else 0.05,
+        "dataset": {"name": "digits" if dataset == "digits" else "cifar10"},
+        "model": {"name": model, "kwargs": dict(kwargs)},
+        "schedule": {"name": "cosine", "epochs": epochs},
+        "batch_size": batch_size,
+        "workers": 0,
+        "threads": 1,
+        "device": "cpu",
+        "probe_batch_size": 32,
+    }
     if sync_every:
         cfg["sync_every"] = sync_every
     if dataset == "synthetic":
@@ -162,15 +183,37 @@ def _synthetic_bundle(n: int):
     labels = torch.randint(0, 10, (n,), generator=g)
     tf = BatchTransform((0.5,) * 3, (0.25,) * 3, train=True, crop_padding=4, flip=True, cutout=16)
     small = TensorImageDataset(images[:128], labels[:128], tf.eval_copy())
-    return DataBundle(name="synthetic", task="classification", num_classes=10, input_shape=(3, 32, 32),
-                      train=TensorImageDataset(images, labels, tf), train_eval=small, eval=small)
+    return DataBundle(
+        name="synthetic",
+        task="classification",
+        num_classes=10,
+        input_shape=(3, 32, 32),
+        train=TensorImageDataset(images, labels, tf),
+        train_eval=small,
+        eval=small,
+    )
 
 
 def _engine_subprocess(tree: Path, workload: str, setup: str, batch_size: int, clock: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree / "pipeline_src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, __file__, "--engine-once", workload, "--setups", setup,
-                           "--batch-size", str(batch_size), "--clock", clock], env=env, capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--engine-once",
+            workload,
+            "--setups",
+            setup,
+            "--batch-size",
+            str(batch_size),
+            "--clock",
+            clock,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     if proc.returncode != 0:
         raise SystemExit(f"bench_train: {tree} {workload} {setup} failed:\n{proc.stderr[-2000:]}")
     return float(proc.stdout.strip().splitlines()[-1])
@@ -187,14 +230,26 @@ def compare(other: Path, rounds: int, batch_size: int, setups: list[str], clock:
                 for setup in setups:
                     rate = _engine_subprocess(tree, workload, setup, batch_size, clock)
                     rates.setdefault(f"{workload}/{setup}", {"before": [], "after": []})[label].append(rate)
-                    print(f"  round {r + 1} {label:6s} {workload:22s} {setup:4s} {rate:9.1f} images/s", flush=True)
-    out = {"batch_size": batch_size, "rounds": rounds, "clock": clock, "before_tree": str(other), "workloads": {}}
+                    print(
+                        f"  round {r + 1} {label:6s} {workload:22s} {setup:4s} {rate:9.1f} images/s",
+                        flush=True,
+                    )
+    out = {
+        "batch_size": batch_size,
+        "rounds": rounds,
+        "clock": clock,
+        "before_tree": str(other),
+        "workloads": {},
+    }
     for key, v in rates.items():
         ratios = [a / b for a, b in zip(v["after"], v["before"], strict=True)]
         # best-of: on a shared machine the fastest round is the one least slowed by other load
-        out["workloads"][key] = {"before": v["before"], "after": v["after"],
-                                 "median_after_over_before": statistics.median(ratios),
-                                 "best_after_over_best_before": max(v["after"]) / max(v["before"])}
+        out["workloads"][key] = {
+            "before": v["before"],
+            "after": v["after"],
+            "median_after_over_before": statistics.median(ratios),
+            "best_after_over_best_before": max(v["after"]) / max(v["before"]),
+        }
     return out
 
 
@@ -202,8 +257,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--compare-with", default="", help="another checkout: engine before/after ratios")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--clock", choices=("wall", "process"), default="wall", help="engine mode: wall or CPU time")
-    p.add_argument("--sync-every", type=int, default=0, help="engine mode: the run's sync_every (0 = default)")
+    p.add_argument(
+        "--clock", choices=("wall", "process"), default="wall", help="engine mode: wall or CPU time"
+    )
+    p.add_argument(
+        "--sync-every", type=int, default=0, help="engine mode: the run's sync_every (0 = default)"
+    )
     p.add_argument("--engine-once", default="", help="engine mode: one run of this workload, print images/s")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
@@ -220,22 +279,30 @@ def main() -> None:
         print(engine_once(args.engine_once, args.setups, args.batch_size, args.clock, args.sync_every))
         return
     if args.compare_with:
-        res = compare(Path(args.compare_with), args.rounds, args.batch_size, args.setups.split(","), args.clock)
+        res = compare(
+            Path(args.compare_with), args.rounds, args.batch_size, args.setups.split(","), args.clock
+        )
         for key, w in res["workloads"].items():
-            print(f"{key:28s} after/before {w['median_after_over_before']:.3f} (median of {args.rounds} rounds), "
-                  f"best/best {w['best_after_over_best_before']:.3f}")
+            print(
+                f"{key:28s} after/before {w['median_after_over_before']:.3f} (median of {args.rounds} rounds), "
+                f"best/best {w['best_after_over_best_before']:.3f}"
+            )
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=2)
         return
     res = bench(args)
-    print(f"device {res['device']}, threads {res['threads']}, model {res['model']}, batch {res['batch_size']}, "
-          f"{res['n_train']} training images")
+    print(
+        f"device {res['device']}, threads {res['threads']}, model {res['model']}, batch {res['batch_size']}, "
+        f"{res['n_train']} training images"
+    )
     for name, r in res["setups"].items():
         extra = f", peak GPU memory {r['peak_gpu_mem_gib']:.2f} GiB" if "peak_gpu_mem_gib" in r else ""
         print(f"  {name:5s} {r['images_per_s']:10.0f} images/s{extra}")
-    print(f"  loader {res['loader_images_per_s']:9.0f} images/s = {res['loader_over_fastest_training']:.1f}x the "
-          "fastest training setup (target >= 5x)")
+    print(
+        f"  loader {res['loader_images_per_s']:9.0f} images/s = {res['loader_over_fastest_training']:.1f}x the "
+        "fastest training setup (target >= 5x)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

@@ -90,7 +90,9 @@ def test_adaface_logits_ema_and_clipping():
     head.batch_std.fill_(1.0)
     head.eval()
     logits = head(x, y)
-    torch.testing.assert_close(head.batch_mean, torch.full((1,), 30.0, dtype=torch.float64))  # eval: no update
+    torch.testing.assert_close(
+        head.batch_mean, torch.full((1,), 30.0, dtype=torch.float64)
+    )  # eval: no update
     expect, n_hat = _adaface_expected(x, head.weight.detach(), y, torch.tensor(30.0), torch.tensor(1.0))
     assert n_hat.min() == -1 and n_hat.max() == 1
     torch.testing.assert_close(logits, expect)

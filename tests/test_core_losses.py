@@ -53,7 +53,9 @@ def test_aace_differs_from_ce_and_kl_form():
 def test_aace_safe_when_true_class_probability_is_one_in_float32():
     logits = torch.tensor([[120.0, 0.0, -3.0], [0.0, 500.0, 1.0]], requires_grad=True)
     y = torch.tensor([0, 1])
-    assert float(torch.softmax(logits.detach(), 1)[0, 0]) == 1.0  # 1 − q_y == 0: the literal formula divides by zero
+    assert (
+        float(torch.softmax(logits.detach(), 1)[0, 0]) == 1.0
+    )  # 1 − q_y == 0: the literal formula divides by zero
     loss = aace_loss(logits, y)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()

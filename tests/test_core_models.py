@@ -55,7 +55,9 @@ FORWARD = [
 ]
 
 
-@pytest.mark.parametrize("name, kw, classes, shape, out", FORWARD, ids=[f"{f[0]}-{f[3][-1]}" for f in FORWARD])
+@pytest.mark.parametrize(
+    "name, kw, classes, shape, out", FORWARD, ids=[f"{f[0]}-{f[3][-1]}" for f in FORWARD]
+)
 def test_forward_backward(name, kw, classes, shape, out):
     torch.manual_seed(0)
     net = models.build(name, classes, **kw).train()
@@ -78,7 +80,9 @@ def test_network_classification_and_face():
     cls_net = Network.build(get_setup("SAM"), "small_cnn", 10, model_kw={"in_channels": 1})
     x = torch.randn(3, 1, 8, 8)
     assert cls_net.head is None and cls_net(x).shape == (3, 10)
-    face = Network.build(get_setup("FlatFace-AACE-AdaFace"), "small_cnn", 7, embedding_dim=16, model_kw={"in_channels": 1})
+    face = Network.build(
+        get_setup("FlatFace-AACE-AdaFace"), "small_cnn", 7, embedding_dim=16, model_kw={"in_channels": 1}
+    )
     assert isinstance(face.head, AdaFace) and face.head.weight.shape == (7, 16)
     y = torch.tensor([0, 1, 2])
     assert face(x, y).shape == (3, 7) and face.embed(x).shape == (3, 16)

@@ -84,7 +84,13 @@ def _reference(net, batches, perturbation, update, rho, unperturbed=()):
 
 @pytest.mark.parametrize(
     "setup_name, update",
-    [("SGD", F.cross_entropy), ("SAM", F.cross_entropy), ("AACE", F.cross_entropy), ("SAACE", _smooth_literal), ("SCE-SAM", _smooth_literal)],
+    [
+        ("SGD", F.cross_entropy),
+        ("SAM", F.cross_entropy),
+        ("AACE", F.cross_entropy),
+        ("SAACE", _smooth_literal),
+        ("SCE-SAM", _smooth_literal),
+    ],
 )
 def test_step_equals_hand_written_equations(setup_name, update):
     setup = get_setup(setup_name)
@@ -158,7 +164,12 @@ def test_sam_first_step_with_groups_and_params_without_grad():
     torch.manual_seed(0)
     a, b, frozen, unused = (nn.Parameter(torch.randn(3, dtype=torch.float64)) for _ in range(4))
     frozen.requires_grad_(False)
-    opt = SAM([{"params": [a, frozen], "rho": 0.1}, {"params": [b, unused], "rho": 0.3, "lr": 0.01}], torch.optim.SGD, rho=0.05, lr=LR)
+    opt = SAM(
+        [{"params": [a, frozen], "rho": 0.1}, {"params": [b, unused], "rho": 0.3, "lr": 0.01}],
+        torch.optim.SGD,
+        rho=0.05,
+        lr=LR,
+    )
     before = [p.detach().clone() for p in (a, b, frozen, unused)]
     ((a**2).sum() + (b**3).sum()).backward()
     ga, gb = a.grad.clone(), b.grad.clone()
@@ -241,7 +252,13 @@ def test_bad_inputs_raise_value_error():
     with pytest.raises(ValueError, match="SAM optimizer"):
         train_step(_net(), torch.optim.SGD(_net().parameters(), lr=0.1), get_setup("SAM"), *_data())
     with pytest.raises(ValueError):
-        train_step(_net(), torch.optim.SGD(_net().parameters(), lr=0.1), get_setup("SGD"), _data()[0], torch.zeros(12, 1, dtype=torch.long))
+        train_step(
+            _net(),
+            torch.optim.SGD(_net().parameters(), lr=0.1),
+            get_setup("SGD"),
+            _data()[0],
+            torch.zeros(12, 1, dtype=torch.long),
+        )
 
 
 def test_setups_registry_matches_contract():
@@ -254,4 +271,7 @@ def test_setups_registry_matches_contract():
         assert (s.task == "face") == (s.update_loss == "margin") == (s.head != "linear")
     assert get_setup("SAACE").perturbation == "aace" and get_setup("SAACE").update_loss == "smooth_ce"
     assert get_setup("FlatFace-AACE-AdaFace").baseline == "AdaFace"
-    assert isinstance(build_optimizer(get_setup("SGD"), [nn.Parameter(torch.zeros(1))], 0.1, 0.9, 0, False, None), torch.optim.SGD)
+    assert isinstance(
+        build_optimizer(get_setup("SGD"), [nn.Parameter(torch.zeros(1))], 0.1, 0.9, 0, False, None),
+        torch.optim.SGD,
+    )

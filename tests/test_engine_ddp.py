@@ -51,8 +51,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     from samrepro.engine import distributed as D
     from samrepro.optim import get_setup
@@ -65,7 +66,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         wrapped = D.wrap_ddp(net, info, torch.device("cpu"))
         if mode == "local":
             wrapped.skip_next_sync()
-        train_step(wrapped, opt, get_setup("SAM"), x[4 * rank:4 * rank + 4], y[4 * rank:4 * rank + 4])
+        train_step(wrapped, opt, get_setup("SAM"), x[4 * rank : 4 * rank + 4], y[4 * rank : 4 * rank + 4])
         torch.save(net.state_dict(), Path(out_dir) / f"{mode}{rank}.pt")
     D.shutdown(info)
 
@@ -84,9 +85,9 @@ def _per_shard_reference() -> dict[str, torch.Tensor]:
     params = list(net.parameters())
     grads = []
     for r in range(2):
-        xr, yr = x[4 * r:4 * r + 4], y[4 * r:4 * r + 4]
+        xr, yr = x[4 * r : 4 * r + 4], y[4 * r : 4 * r + 4]
         g = torch.autograd.grad(F.cross_entropy(net(xr), yr), params)
-        norm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+        norm = torch.sqrt(sum((gi**2).sum() for gi in g))
         with torch.no_grad():
             for p, gi in zip(params, g, strict=True):
                 p.add_(RHO * gi / (norm + 1e-12))
@@ -124,15 +125,42 @@ def test_ddp_perturbation_synced_and_per_process(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_torchrun_two_process_training(tmp_path) -> None:
-    cfg = {"setup": "SAM", "rho": 0.05, "seed": 0, "dataset": {"name": "digits"},
-           "model": {"name": "small_cnn", "kwargs": {"width": 8}}, "schedule": {"epochs": 1},
-           "batch_size": 64, "probe_batch_size": 32, "threads": 1, "workers": 0,
-           "ddp_sync_perturbation": False}
+    cfg = {
+        "setup": "SAM",
+        "rho": 0.05,
+        "seed": 0,
+        "dataset": {"name": "digits"},
+        "model": {"name": "small_cnn", "kwargs": {"width": 8}},
+        "schedule": {"epochs": 1},
+        "batch_size": 64,
+        "probe_batch_size": 32,
+        "threads": 1,
+        "workers": 0,
+        "ddp_sync_perturbation": False,
+    }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "samrepro", "train", "--config", str(tmp_path / "run.yaml"), "--out",
-                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "samrepro",
+            "train",
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["eval_acc"] > 20.0

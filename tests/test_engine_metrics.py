@@ -134,29 +134,41 @@ def test_lr_schedule_sets_every_group_and_round_trips() -> None:
 
 
 # ---------------------------------------------------------------- run config
-BASE = {"setup": "SAM", "rho": 0.05, "dataset": {"name": "digits"}, "model": {"name": "small_cnn"},
-        "schedule": {"epochs": 2}}
+BASE = {
+    "setup": "SAM",
+    "rho": 0.05,
+    "dataset": {"name": "digits"},
+    "model": {"name": "small_cnn"},
+    "schedule": {"epochs": 2},
+}
 
 
 def test_config_defaults_filled() -> None:
     cfg = C.validate(BASE)
     assert cfg["optim"]["lr"] == 0.1 and cfg["schedule"]["name"] == "multistep" and cfg["phase"] == "final"
-    assert (cfg["workers"], cfg["probe_batch_size"], cfg["sharpness"]["samples"]) == (2, 256, 1024)  # the study's
+    assert (cfg["workers"], cfg["probe_batch_size"], cfg["sharpness"]["samples"]) == (
+        2,
+        256,
+        1024,
+    )  # the study's
     assert cfg["ddp_sync_perturbation"] is True and cfg["sharpness"]["enabled"] is True
     assert C.config_hash(cfg) == C.config_hash(C.validate(dict(reversed(list(BASE.items())))))
 
 
-@pytest.mark.parametrize("patch, key", [
-    ({"optim": {"lrr": 0.1}}, "optim': Additional properties are not allowed ('lrr' was unexpected"),
-    ({"phase": "train"}, "phase"),
-    ({"setup": None}, "setup"),
-    ({"schedule": {"epochs": 0}}, "schedule.epochs"),
-    ({"schedule": {"epochs": 10, "name": "multistep", "milestones": [0.5, 3]}}, "schedule.milestones"),
-    ({"rho": -1}, "rho"),
-    ({"batch_size": 1.5}, "batch_size"),
-    ({"device": "tpu"}, "device"),
-    ({"sharpness": {"enabled": "yes"}}, "sharpness.enabled"),
-])
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"optim": {"lrr": 0.1}}, "optim': Additional properties are not allowed ('lrr' was unexpected"),
+        ({"phase": "train"}, "phase"),
+        ({"setup": None}, "setup"),
+        ({"schedule": {"epochs": 0}}, "schedule.epochs"),
+        ({"schedule": {"epochs": 10, "name": "multistep", "milestones": [0.5, 3]}}, "schedule.milestones"),
+        ({"rho": -1}, "rho"),
+        ({"batch_size": 1.5}, "batch_size"),
+        ({"device": "tpu"}, "device"),
+        ({"sharpness": {"enabled": "yes"}}, "sharpness.enabled"),
+    ],
+)
 def test_config_errors_name_the_key(patch: dict, key: str) -> None:
     raw = {**BASE, **patch}
     with pytest.raises(ValueError, match=re.escape(key)):

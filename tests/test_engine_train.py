@@ -23,15 +23,35 @@ from samrepro.engine.records import HISTORY_COLUMNS
 from samrepro.engine.trainer import StopFlag, TrainingDivergedError, train
 
 # wall-clock figures and the count of restarts legitimately differ between an interrupted and a straight run
-VOLATILE = {"wall_time_s", "train_time_s", "images_per_s", "resumes", "host", "peak_rss_mb", "cuda_max_allocated_mb",
-            "start_time", "end_time"}
+VOLATILE = {
+    "wall_time_s",
+    "train_time_s",
+    "images_per_s",
+    "resumes",
+    "host",
+    "peak_rss_mb",
+    "cuda_max_allocated_mb",
+    "start_time",
+    "end_time",
+}
 
 
 def run_cfg(**kw) -> dict:
-    cfg = {"study": "t", "experiment": "digits", "setup": "SAM", "seed": 1, "rho": 0.05,
-           "dataset": {"name": "digits"}, "model": {"name": "small_cnn", "kwargs": {"width": 8}},
-           "schedule": {"epochs": 2}, "batch_size": 64, "probe_batch_size": 32, "threads": 1, "workers": 0,
-           "sharpness": {"samples": 64, "iterations": 5}}
+    cfg = {
+        "study": "t",
+        "experiment": "digits",
+        "setup": "SAM",
+        "seed": 1,
+        "rho": 0.05,
+        "dataset": {"name": "digits"},
+        "model": {"name": "small_cnn", "kwargs": {"width": 8}},
+        "schedule": {"epochs": 2},
+        "batch_size": 64,
+        "probe_batch_size": 32,
+        "threads": 1,
+        "workers": 0,
+        "sharpness": {"samples": 64, "iterations": 5},
+    }
     cfg.update(kw)
     return cfg
 
@@ -69,18 +89,41 @@ def test_outputs_and_same_seed_gives_identical_run(tmp_path, monkeypatch) -> Non
     assert not [p for p in os.listdir(tmp_path / "a") if p.endswith(".tmp")]
     assert same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert stable_metrics(tmp_path / "a") == stable_metrics(tmp_path / "b")
-    for key in ("study", "experiment", "setup", "seed", "rho", "phase", "epochs", "train_loss", "train_acc",
-                "eval_acc", "selection_score", "wall_time_s", "images_per_s", "device", "versions",
-                "slurm_job_id", "host", "config_hash"):
+    for key in (
+        "study",
+        "experiment",
+        "setup",
+        "seed",
+        "rho",
+        "phase",
+        "epochs",
+        "train_loss",
+        "train_acc",
+        "eval_acc",
+        "selection_score",
+        "wall_time_s",
+        "images_per_s",
+        "device",
+        "versions",
+        "slurm_job_id",
+        "host",
+        "config_hash",
+    ):
         assert key in m1, key
-    assert m1["slurm_job_id"] == "4242" and m1["device"] == "cpu" and m1["versions"]["torch"] == torch.__version__
+    assert (
+        m1["slurm_job_id"] == "4242"
+        and m1["device"] == "cpu"
+        and m1["versions"]["torch"] == torch.__version__
+    )
     assert m1["selection_score"] == m1["eval_acc"] and 50.0 < m1["eval_acc"] <= 100.0  # learns digits
     with open(tmp_path / "a" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == HISTORY_COLUMNS and [r["epoch"] for r in rows] == ["1", "2"]
     for r in rows:  # the mechanism probes are real numbers every epoch
-        assert all(float(r[k]) > 0 for k in ("probe_ce_loss", "probe_aace_loss", "probe_ce_grad_norm",
-                                              "probe_aace_grad_norm"))
+        assert all(
+            float(r[k]) > 0
+            for k in ("probe_ce_loss", "probe_aace_loss", "probe_ce_grad_norm", "probe_aace_grad_norm")
+        )
     other = train(C.validate(run_cfg(seed=2)), tmp_path / "c")
     assert other["train_loss"] != m1["train_loss"]  # the seed matters
 
@@ -107,7 +150,9 @@ def test_nan_loss_stops_with_epoch_step_setup_and_keeps_checkpoint(tmp_path, mon
         res = real(*a, **kw)
         calls["n"] += 1
         if calls["n"] == 25:  # 22 steps per epoch (1347 images / 64): step 3 of epoch 2
-            res.loss = torch.tensor(float("nan"))  # the step's loss stays on the device (read every sync_every)
+            res.loss = torch.tensor(
+                float("nan")
+            )  # the step's loss stays on the device (read every sync_every)
         return res
 
     monkeypatch.setattr(step_mod, "train_step", flaky)
@@ -118,18 +163,22 @@ def test_nan_loss_stops_with_epoch_step_setup_and_keeps_checkpoint(tmp_path, mon
     assert not (tmp_path / "metrics.json").exists()
 
     calls["n"] = 0  # the CLI reports it with exit code 3
-    args = argparse.Namespace(config=str(write_cfg(tmp_path / "run.yaml", run_cfg(schedule={"epochs": 3}))),
-                              out=str(tmp_path / "cli"))
+    args = argparse.Namespace(
+        config=str(write_cfg(tmp_path / "run.yaml", run_cfg(schedule={"epochs": 3}))),
+        out=str(tmp_path / "cli"),
+    )
     assert cli_train.run(args) == cli_train.EXIT_DIVERGED
 
 
 def test_bad_config_exit_code_2(tmp_path, capsys) -> None:
-    args = argparse.Namespace(config=str(write_cfg(tmp_path / "r.yaml", run_cfg(setup="SGDD"))),
-                              out=str(tmp_path / "o"))
+    args = argparse.Namespace(
+        config=str(write_cfg(tmp_path / "r.yaml", run_cfg(setup="SGDD"))), out=str(tmp_path / "o")
+    )
     assert cli_train.run(args) == 2
     assert "SGDD" in capsys.readouterr().err
-    args = argparse.Namespace(config=str(write_cfg(tmp_path / "r2.yaml", run_cfg(setup="ArcFace"))),
-                              out=str(tmp_path / "o2"))
+    args = argparse.Namespace(
+        config=str(write_cfg(tmp_path / "r2.yaml", run_cfg(setup="ArcFace"))), out=str(tmp_path / "o2")
+    )
     assert cli_train.run(args) == 2  # face setup on a classification dataset
 
 
@@ -145,8 +194,13 @@ LONG = {"schedule": {"epochs": 5}}
 
 def _start(cfg_path: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "samrepro", "train", "--config", str(cfg_path), "--out",
-                             str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "samrepro", "train", "--config", str(cfg_path), "--out", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_epochs(proc: subprocess.Popen, out: Path, epochs: int, timeout: float = 120) -> None:
@@ -274,8 +328,12 @@ def test_evaluate_classification(tmp_path) -> None:
 
 
 def test_face_setup_trains_and_evaluates(tmp_path) -> None:
-    cfg = run_cfg(setup="FlatFace-SAM-ArcFace", dataset={"name": "digits_openset"}, embedding_dim=32,
-                  schedule={"epochs": 2})
+    cfg = run_cfg(
+        setup="FlatFace-SAM-ArcFace",
+        dataset={"name": "digits_openset"},
+        embedding_dim=32,
+        schedule={"epochs": 2},
+    )
     m = train(C.validate(cfg), tmp_path)
     assert m["task"] == "face" and 40.0 <= m["eval_acc"] <= 100.0
     ev = cli_evaluate.evaluate_run(tmp_path)

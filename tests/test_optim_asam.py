@@ -24,7 +24,9 @@ def _perturb(**kw) -> tuple[torch.Tensor, torch.Tensor]:
     w.grad, b.grad = torch.tensor(GW, dtype=torch.float64), torch.tensor(GB, dtype=torch.float64)
     opt = SAM([w, b], torch.optim.SGD, rho=RHO, perturbation="asam", lr=0.1, **kw)
     opt.first_step()
-    return w.detach() - torch.tensor(W, dtype=torch.float64), b.detach() - torch.tensor(B, dtype=torch.float64)
+    return w.detach() - torch.tensor(W, dtype=torch.float64), b.detach() - torch.tensor(
+        B, dtype=torch.float64
+    )
 
 
 def test_kwon_weights_scaled_biases_not():
@@ -33,8 +35,9 @@ def test_kwon_weights_scaled_biases_not():
     # ε_W = ρ T_W² g_W / ‖T g‖ = 0.1 · [[0.10201, 0.80802], [-0.07803, 0.00004]] / √0.69523;  ε_b = 0.1 · g_b / √0.69523
     eps_w, eps_b = _perturb()  # the defaults: scope "weights", η = 0.01
     norm = math.sqrt(0.69523)
-    torch.testing.assert_close(eps_w, torch.tensor([[0.010201, 0.080802], [-0.007803, 0.000004]],
-                                                   dtype=torch.float64) / norm)
+    torch.testing.assert_close(
+        eps_w, torch.tensor([[0.010201, 0.080802], [-0.007803, 0.000004]], dtype=torch.float64) / norm
+    )
     torch.testing.assert_close(eps_b, torch.tensor([0.05, -0.05], dtype=torch.float64) / norm)
 
 
@@ -44,7 +47,9 @@ def test_every_parameter_scaled():
     # ε = 0.1 · T² g / √1.255: [[0.1, 0.8], [-0.075, 0]] and [2.0, -0.125]
     eps_w, eps_b = _perturb(asam_scope="all", asam_eta=0.0)
     norm = math.sqrt(1.255)
-    torch.testing.assert_close(eps_w, torch.tensor([[0.01, 0.08], [-0.0075, 0.0]], dtype=torch.float64) / norm)
+    torch.testing.assert_close(
+        eps_w, torch.tensor([[0.01, 0.08], [-0.0075, 0.0]], dtype=torch.float64) / norm
+    )
     torch.testing.assert_close(eps_b, torch.tensor([0.2, -0.0125], dtype=torch.float64) / norm)
 
 
@@ -53,8 +58,9 @@ def test_batchnorm_parameters_get_t_equal_one_and_the_config_reaches_the_optimiz
     for p in net.parameters():
         p.grad = torch.ones_like(p)
     w0 = [p.detach().clone() for p in net.parameters()]
-    opt = build_optimizer(get_setup("ASAM"), net.parameters(), 0.1, 0.9, 0.0, False, 0.5,
-                          asam={"scope": "weights", "eta": 0.01})
+    opt = build_optimizer(
+        get_setup("ASAM"), net.parameters(), 0.1, 0.9, 0.0, False, 0.5, asam={"scope": "weights", "eta": 0.01}
+    )
     assert (opt.asam_scope, opt.asam_eta) == ("weights", 0.01)
     opt.first_step()
     eps = [p.detach() - w for p, w in zip(net.parameters(), w0, strict=True)]

@@ -26,13 +26,25 @@ EXPS = {"e": {"setups": ["SGD", "SAM", "AACE"], "task": "classification"}}
 
 
 def frame(values: dict[str, list[float]], experiment: str = "e", metric: str = "test_top1") -> pd.DataFrame:
-    return pd.DataFrame([{"experiment": experiment, "setup": s, "seed": i, "rho": None, "metric": metric, "value": v}
-                         for s, vs in values.items() for i, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"experiment": experiment, "setup": s, "seed": i, "rho": None, "metric": metric, "value": v}
+            for s, vs in values.items()
+            for i, v in enumerate(vs)
+        ]
+    )
 
 
 def claim(setup: str = "SAM", baseline: str = "SGD", **kw) -> dict:
-    return {"experiment": "e", "setup": setup, "baseline": baseline, "metric": "test_top1", "direction": "greater",
-            "source": "test", **kw}
+    return {
+        "experiment": "e",
+        "setup": setup,
+        "baseline": baseline,
+        "metric": "test_top1",
+        "direction": "greater",
+        "source": "test",
+        **kw,
+    }
 
 
 def one(claims: list[dict], values: dict[str, list[float]], paper: dict | None = None) -> dict:
@@ -61,7 +73,9 @@ def test_noise_is_inconclusive_with_the_seeds_it_would_take():
     pub = one([claim(paper={"path": "p"})], {"SAM": sam, "SGD": sgd}, paper)
     assert pub["published_delta"] == pytest.approx(0.3) and pub["seeds_basis"] == "published Δ"
     assert pub["seeds_needed"] == stats.seeds_needed(0.3, np.std(sam, ddof=1), np.std(sgd, ddof=1))
-    assert pub["mde"] == pytest.approx(stats.min_detectable_effect(np.std(sam, ddof=1), np.std(sgd, ddof=1), 3, 3))
+    assert pub["mde"] == pytest.approx(
+        stats.min_detectable_effect(np.std(sam, ddof=1), np.std(sgd, ddof=1), 3, 3)
+    )
     assert pub["hedges_g"] == pytest.approx(stats.hedges_g(sam, sgd))
     # a published Δ that the seeds run would have shown: ours is smaller (SAM paper: +2.0 on CIFAR-100)
     big = one([claim(paper={"path": "p"})], {"SAM": sam, "SGD": sgd}, {"p": {"SAM": 86.0, "SGD": 84.0}})
@@ -93,22 +107,35 @@ def test_claim_on_a_setup_the_study_does_not_run():
 
 
 def test_generic_claims_without_declared_ones():
-    exps = {"e": {"setups": ["SGD", "SAM", "AACE", "SAACE"], "task": "classification"},
-            "f": {"setups": ["ArcFace", "FlatFace-SAM-ArcFace"], "task": "face", "primary_metric": "lfw"},
-            "g": {"setups": ["SGD", "SAM"], "task": "classification"}}
+    exps = {
+        "e": {"setups": ["SGD", "SAM", "AACE", "SAACE"], "task": "classification"},
+        "f": {"setups": ["ArcFace", "FlatFace-SAM-ArcFace"], "task": "face", "primary_metric": "lfw"},
+        "g": {"setups": ["SGD", "SAM"], "task": "classification"},
+    }
     got = study_claims([{**claim(), "experiment": "g"}], exps)
     assert [(c["experiment"], c["setup"], c["baseline"], c["metric"], c["generic"]) for c in got] == [
-        ("e", "SAM", "SGD", "test_top1", True), ("e", "AACE", "SAM", "test_top1", True),
-        ("f", "FlatFace-SAM-ArcFace", "ArcFace", "lfw", True), ("g", "SAM", "SGD", "test_top1", False)]
+        ("e", "SAM", "SGD", "test_top1", True),
+        ("e", "AACE", "SAM", "test_top1", True),
+        ("f", "FlatFace-SAM-ArcFace", "ArcFace", "lfw", True),
+        ("g", "SAM", "SGD", "test_top1", False),
+    ]
     # SAACE's baseline SCE-SAM is not run: no generic claim for it; no published Δ on a generic claim
     assert all("paper" not in c for c in got if c["generic"])
 
 
 def _paper_study() -> dict:
     config = load_study([ROOT / "config" / "paper.yaml"])
-    return {name: {"dataset": e["dataset"]["name"], "model": e["model"]["name"], "task": task_of(e),
-                   "setups": e["setups"], "paper": e["paper"], "description": e["description"]}
-            for name, e in config["experiments"].items()}
+    return {
+        name: {
+            "dataset": e["dataset"]["name"],
+            "model": e["model"]["name"],
+            "task": task_of(e),
+            "setups": e["setups"],
+            "paper": e["paper"],
+            "description": e["description"],
+        }
+        for name, e in config["experiments"].items()
+    }
 
 
 def test_declared_claims_cover_the_papers():
@@ -123,23 +150,39 @@ def test_declared_claims_cover_the_papers():
     assert all((n, "SAM", "SGD", "test_top1") in have for n in sam_rows)
     assert ("cifar100_wrn28_10", "AACE", "SAM", "test_top1") in have
     cls = [n for n, e in exps.items() if "SAACE" in e["setups"]]
-    assert all({(n, "SCE-SAM", "SAM", "test_top1"), (n, "SAACE", "SCE-SAM", "test_top1")} <= have for n in cls)
+    assert all(
+        {(n, "SCE-SAM", "SAM", "test_top1"), (n, "SAACE", "SCE-SAM", "test_top1")} <= have for n in cls
+    )
     for n in ("casia_webface_iresnet50", "ms1mv2_iresnet100"):
-        for s in ("FlatFace-SAM-ArcFace", "FlatFace-SAM-AdaFace", "FlatFace-AACE-ArcFace", "FlatFace-AACE-AdaFace"):
+        for s in (
+            "FlatFace-SAM-ArcFace",
+            "FlatFace-SAM-AdaFace",
+            "FlatFace-AACE-ArcFace",
+            "FlatFace-AACE-AdaFace",
+        ):
             for m in ("verification_mean", "lfw", "cfp_fp", "agedb_30", "cplfw", "calfw"):
                 assert (n, s, s.rsplit("-", 1)[1], m) in have
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda c: c.update(colour="red"), "Additional properties are not allowed"),
-    (lambda c: c.update(setup="ArcFace"), "setup 'ArcFace' is not a classification setup"),
-    (lambda c: c.update(metric="lfw"), "metric 'lfw' is not a classification metric"),
-    (lambda c: c["paper"].update(path="aace.cifar10"), "'cifar10' is not in paper_results"),
-    (lambda c: c.update(baseline="SGD"), "paper_results has no number for SGD"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(colour="red"), "Additional properties are not allowed"),
+        (lambda c: c.update(setup="ArcFace"), "setup 'ArcFace' is not a classification setup"),
+        (lambda c: c.update(metric="lfw"), "metric 'lfw' is not a classification metric"),
+        (lambda c: c["paper"].update(path="aace.cifar10"), "'cifar10' is not in paper_results"),
+        (lambda c: c.update(baseline="SGD"), "paper_results has no number for SGD"),
+    ],
+)
 def test_a_bad_claim_is_one_line_naming_the_file(tmp_path, edit, message):
-    c = {"experiment": "cifar100_wrn28_10", "setup": "AACE", "baseline": "SAM", "metric": "test_top1",
-         "paper": {"path": "aace.cifar100_wrn28_10"}, "source": "ICIP"}
+    c = {
+        "experiment": "cifar100_wrn28_10",
+        "setup": "AACE",
+        "baseline": "SAM",
+        "metric": "test_top1",
+        "paper": {"path": "aace.cifar100_wrn28_10"},
+        "source": "ICIP",
+    }
     edit(c)
     path = tmp_path / "claims.yaml"
     path.write_text(yaml.safe_dump({"claims": [c]}))
@@ -156,13 +199,27 @@ def _write_seeds(root: Path, exps: dict, rng: np.random.Generator) -> list[str]:
         for k, setup in enumerate(exp["setups"]):
             for seed in range(3):
                 base = 80.0 + 0.4 * k + 0.3 * rng.standard_normal()
-                ev = (classification_eval(base) if exp["task"] == "classification"
-                      else face_eval(95.0 + 0.1 * k + 0.2 * rng.standard_normal(), 94.0 + 0.1 * k))
+                ev = (
+                    classification_eval(base)
+                    if exp["task"] == "classification"
+                    else face_eval(95.0 + 0.1 * k + 0.2 * rng.standard_normal(), 94.0 + 0.1 * k)
+                )
                 if exp["task"] == "face":
-                    ev["benchmarks"].update({b: {"acc_mean": 93.0 + 0.1 * k + 0.1 * rng.standard_normal(),
-                                                 "acc_std": 0.3} for b in ("agedb_30", "cplfw", "calfw")})
-                folder = write_run(root / f"runs/{name}/{setup}/seed{seed}", experiment=name, setup=setup,
-                                   seed=seed, rho=None if k == 0 else 0.05, evaluation=ev, study="paper")
+                    ev["benchmarks"].update(
+                        {
+                            b: {"acc_mean": 93.0 + 0.1 * k + 0.1 * rng.standard_normal(), "acc_std": 0.3}
+                            for b in ("agedb_30", "cplfw", "calfw")
+                        }
+                    )
+                folder = write_run(
+                    root / f"runs/{name}/{setup}/seed{seed}",
+                    experiment=name,
+                    setup=setup,
+                    seed=seed,
+                    rho=None if k == 0 else 0.05,
+                    evaluation=ev,
+                    study="paper",
+                )
                 paths.append(str(folder / "eval.json"))
     return paths
 
@@ -176,8 +233,26 @@ def test_paper_study_report_shows_every_declared_claim_with_a_verdict(tmp_path):
     manifest.write_text('{"name": "cifar10"}')
     out = tmp_path / "reports" / "paper"
     spec = {"study": "paper", "description": "synthetic", "experiments": exps, "config_hash": "abc123"}
-    assert main(["report", "--spec", json.dumps(spec), "--paper", str(PAPER), "--claims", str(CLAIMS),
-                 "--runs", *runs, "--manifests", str(manifest), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--spec",
+                json.dumps(spec),
+                "--paper",
+                str(PAPER),
+                "--claims",
+                str(CLAIMS),
+                "--runs",
+                *runs,
+                "--manifests",
+                str(manifest),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     declared = load_claims(CLAIMS)
     table = pd.read_csv(out / "claims.csv")
     assert len(table) == len(declared) == 68  # every experiment of the paper study has declared claims
@@ -195,12 +270,25 @@ def test_paper_study_report_shows_every_declared_claim_with_a_verdict(tmp_path):
 
 def test_a_nan_seed_is_shown_and_counted(tmp_path):
     runs = []
-    for setup, values in (("SGD", [80.0, 80.5, 81.0]), ("SAM", [82.0, math.nan, 83.0]),
-                          ("AACE", [math.nan] * 3)):
+    for setup, values in (
+        ("SGD", [80.0, 80.5, 81.0]),
+        ("SAM", [82.0, math.nan, 83.0]),
+        ("AACE", [math.nan] * 3),
+    ):
         for seed, v in enumerate(values):
-            runs.append(str(write_run(tmp_path / f"r/{setup}/{seed}", experiment="e", setup=setup, seed=seed,
-                                      rho=None if setup == "SGD" else 0.05,
-                                      evaluation=classification_eval(v)) / "eval.json"))
+            runs.append(
+                str(
+                    write_run(
+                        tmp_path / f"r/{setup}/{seed}",
+                        experiment="e",
+                        setup=setup,
+                        seed=seed,
+                        rho=None if setup == "SGD" else 0.05,
+                        evaluation=classification_eval(v),
+                    )
+                    / "eval.json"
+                )
+            )
     spec = {"study": "s", "experiments": {"e": {**EXPS["e"], "paper": []}}}
     out = tmp_path / "rep"
     assert main(["report", "--spec", json.dumps(spec), "--runs", *runs, "--out", str(out)]) == 0

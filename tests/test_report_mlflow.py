@@ -10,7 +10,10 @@ from workflow_synthetic import classification_eval, write_run
 from samrepro.cli import main
 from samrepro.track.mlflow_log import track_study
 
-SPEC = {"study": "synth", "experiments": {"cls": {"setups": ["SGD", "SAM"], "task": "classification", "paper": []}}}
+SPEC = {
+    "study": "synth",
+    "experiments": {"cls": {"setups": ["SGD", "SAM"], "task": "classification", "paper": []}},
+}
 
 
 @pytest.mark.slow  # an MLflow sqlite store: ~15 s of schema migrations
@@ -19,16 +22,42 @@ def test_verdicts_are_tags_and_metrics_of_the_parent_runs(tmp_path, monkeypatch)
     res = tmp_path / "results" / "synth"
     runs = []
     for seed in range(3):
-        runs.append(write_run(res / f"runs/cls/SGD/seed{seed}", experiment="cls", setup="SGD", seed=seed,
-                              evaluation=classification_eval(80.0 + 0.1 * seed)) / "eval.json")
-        runs.append(write_run(res / f"runs/cls/SAM/seed{seed}", experiment="cls", setup="SAM", seed=seed, rho=0.05,
-                              evaluation=classification_eval(85.0 + 0.2 * seed)) / "eval.json")
+        runs.append(
+            write_run(
+                res / f"runs/cls/SGD/seed{seed}",
+                experiment="cls",
+                setup="SGD",
+                seed=seed,
+                evaluation=classification_eval(80.0 + 0.1 * seed),
+            )
+            / "eval.json"
+        )
+        runs.append(
+            write_run(
+                res / f"runs/cls/SAM/seed{seed}",
+                experiment="cls",
+                setup="SAM",
+                seed=seed,
+                rho=0.05,
+                evaluation=classification_eval(85.0 + 0.2 * seed),
+            )
+            / "eval.json"
+        )
     summary = track_study("synth", res, runs)
     tracked = res / "mlflow_runs.json"
     tracked.write_text(json.dumps(summary))
     out = tmp_path / "rep"
-    args = ["report", "--spec", json.dumps(SPEC), "--runs", *map(str, runs), "--out", str(out),
-            "--mlflow-runs", str(tracked)]
+    args = [
+        "report",
+        "--spec",
+        json.dumps(SPEC),
+        "--runs",
+        *map(str, runs),
+        "--out",
+        str(out),
+        "--mlflow-runs",
+        str(tracked),
+    ]
     assert main(args) == 0
     assert main(args) == 0  # again: the tags are overwritten, nothing fails
 

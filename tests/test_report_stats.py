@@ -40,7 +40,9 @@ def test_welch_ignores_non_finite_seeds_and_needs_two_per_side():
     assert math.isnan(stats.welch([math.nan] * 3, B).delta)
     flat = stats.welch([1.0, 1.0], [0.0, 0.0])  # no spread: no CI and no p (scipy's answer is NaN too)
     assert math.isnan(flat.ci_low) and math.isnan(stats.one_sided_p(flat, "greater"))
-    rounded = stats.welch([94.0 + 0.1 * 2] * 3, [94.1, 94.1 + 1e-14, 94.1])  # identical but for float rounding
+    rounded = stats.welch(
+        [94.0 + 0.1 * 2] * 3, [94.1, 94.1 + 1e-14, 94.1]
+    )  # identical but for float rounding
     assert math.isnan(stats.one_sided_p(rounded, "greater"))
     with pytest.raises(ValueError, match="direction='up'"):
         stats.one_sided_p(stats.welch(A, B), "up")
@@ -58,14 +60,18 @@ def test_hedges_g_by_hand():
     # Δ = 1, pooled std = 1, ν = 4: J = Γ(2) / (√2 Γ(3/2)) = 1 / (√2 · √π / 2) = √2/√π = 0.797885
     assert stats.hedges_correction(4) == pytest.approx(math.sqrt(2 / math.pi))
     assert stats.hedges_g([1.0, 2.0, 3.0], [0.0, 1.0, 2.0]) == pytest.approx(math.sqrt(2 / math.pi))
-    assert stats.hedges_correction(100) == pytest.approx(1 - 3 / (4 * 100 - 1), abs=1e-5)  # the usual approximation
+    assert stats.hedges_correction(100) == pytest.approx(
+        1 - 3 / (4 * 100 - 1), abs=1e-5
+    )  # the usual approximation
     assert math.isnan(stats.hedges_g([1.0], [0.0, 1.0]))
 
 
 def _power_by_integration(nc: float, df: float, alpha: float = 0.05) -> float:
     """P((Z + λ)/√(V/ν) > t_crit) = ∫ P(Z > t_crit √(v/ν) − λ) f_χ²ν(v) dv — no noncentral-t code involved."""
     crit = st.t.ppf(1 - alpha, df)
-    return integrate.quad(lambda v: st.norm.sf(crit * math.sqrt(v / df) - nc) * st.chi2.pdf(v, df), 0, math.inf)[0]
+    return integrate.quad(
+        lambda v: st.norm.sf(crit * math.sqrt(v / df) - nc) * st.chi2.pdf(v, df), 0, math.inf
+    )[0]
 
 
 @pytest.mark.parametrize(("nc", "df"), [(2.0, 4.0), (0.5, 10.0), (3.0, 2.5)])

@@ -6,8 +6,10 @@ from samrepro.study.config import array_resource_conflict
 
 def study(train_a: dict, train_b: dict) -> dict:
     base = {"cpus_per_task": 8, "mem_mb": 32000, "runtime": 60, "gpu": 1}
-    return {"resources": {k: dict(base) for k in ("tune", "train", "evaluate")},
-            "experiments": {"a": {"resources": {"train": train_a}}, "b": {"resources": {"train": train_b}}}}
+    return {
+        "resources": {k: dict(base) for k in ("tune", "train", "evaluate")},
+        "experiments": {"a": {"resources": {"train": train_a}}, "b": {"resources": {"train": train_b}}},
+    }
 
 
 def test_unequal_resources_refused_only_for_array_rules():

@@ -15,19 +15,62 @@ from samrepro.track.mlflow_log import KEY_TAG, resolve_tracking_uri, track_study
 def make_study(root: Path) -> tuple[list[Path], list[Path]]:
     runs, tune = [], []
     for i, seed in enumerate((0, 1, 2)):
-        runs.append(write_run(root / f"runs/cls/SGD/seed{seed}", experiment="cls", setup="SGD", seed=seed,
-                              evaluation=classification_eval(80.0 + i)) / "eval.json")
-        runs.append(write_run(root / f"runs/cls/SAM/seed{seed}", experiment="cls", setup="SAM", seed=seed,
-                              rho=0.05, evaluation=classification_eval(82.0 + i)) / "eval.json")
+        runs.append(
+            write_run(
+                root / f"runs/cls/SGD/seed{seed}",
+                experiment="cls",
+                setup="SGD",
+                seed=seed,
+                evaluation=classification_eval(80.0 + i),
+            )
+            / "eval.json"
+        )
+        runs.append(
+            write_run(
+                root / f"runs/cls/SAM/seed{seed}",
+                experiment="cls",
+                setup="SAM",
+                seed=seed,
+                rho=0.05,
+                evaluation=classification_eval(82.0 + i),
+            )
+            / "eval.json"
+        )
     for rho in (0.05, 0.1):
-        tune.append(write_run(root / f"tune/cls/SAM/rho{rho:g}_seed0", experiment="cls", setup="SAM", seed=0,
-                              phase="tune", rho=rho, score=70 + rho) / "metrics.json")
+        tune.append(
+            write_run(
+                root / f"tune/cls/SAM/rho{rho:g}_seed0",
+                experiment="cls",
+                setup="SAM",
+                seed=0,
+                phase="tune",
+                rho=rho,
+                score=70 + rho,
+            )
+            / "metrics.json"
+        )
     for seed in (0, 1):
-        runs.append(write_run(root / f"runs/face/ArcFace/seed{seed}", experiment="face", setup="ArcFace",
-                              seed=seed, evaluation=face_eval(90.0 + seed, 85.0)) / "eval.json")
-        runs.append(write_run(root / f"runs/face/FlatFace-SAM-ArcFace/seed{seed}", experiment="face",
-                              setup="FlatFace-SAM-ArcFace", seed=seed, rho=0.1,
-                              evaluation=face_eval(91.0 + seed, 86.0)) / "eval.json")
+        runs.append(
+            write_run(
+                root / f"runs/face/ArcFace/seed{seed}",
+                experiment="face",
+                setup="ArcFace",
+                seed=seed,
+                evaluation=face_eval(90.0 + seed, 85.0),
+            )
+            / "eval.json"
+        )
+        runs.append(
+            write_run(
+                root / f"runs/face/FlatFace-SAM-ArcFace/seed{seed}",
+                experiment="face",
+                setup="FlatFace-SAM-ArcFace",
+                seed=seed,
+                rho=0.1,
+                evaluation=face_eval(91.0 + seed, 86.0),
+            )
+            / "eval.json"
+        )
     return runs, tune
 
 
@@ -37,8 +80,11 @@ def active(uri: str, study: str):
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(study)
-    return client, exp, client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-                                           max_results=1000)
+    return (
+        client,
+        exp,
+        client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000),
+    )
 
 
 EXPECTED = 4 + 3 + 3 + 2 + 2 + 2  # parents (exp x setup) + final children + tuning children
@@ -111,14 +157,34 @@ def test_track_cli_env_uri_and_stale_duplicate(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     out = tmp_path / "summary.json"
-    assert main(["track", "--study", "s2", "--results", str(res), "--runs", *map(str, runs),
-                 "--tune", *map(str, tune), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "track",
+                "--study",
+                "s2",
+                "--results",
+                str(res),
+                "--runs",
+                *map(str, runs),
+                "--tune",
+                *map(str, tune),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(out.read_text())
     assert summary["tracking_uri"] == uri and (tmp_path / "elsewhere.db").is_file()
     assert not (res / "mlflow.db").exists()
     # a copied folder claiming the same identity is refused, not logged twice
-    dup = write_run(tmp_path / "copy", experiment="cls", setup="SGD", seed=0,
-                    evaluation=classification_eval(1.0)) / "eval.json"
+    dup = (
+        write_run(
+            tmp_path / "copy", experiment="cls", setup="SGD", seed=0, evaluation=classification_eval(1.0)
+        )
+        / "eval.json"
+    )
     with pytest.raises(ValueError, match="both claim to be cls/SGD/seed0"):
         track_study("s2", res, [*runs, dup], tune)
 

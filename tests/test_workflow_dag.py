@@ -19,14 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args],
-                          cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_paper_dag_dry_run_without_data_is_fast(tmp_path):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = snakemake("-n", "--quiet", "all", "--configfile", str(ROOT / "config" / "paper.yaml"),
-                     "--directory", str(tmp_path))
+    proc = snakemake(
+        "-n",
+        "--quiet",
+        "all",
+        "--configfile",
+        str(ROOT / "config" / "paper.yaml"),
+        "--directory",
+        str(tmp_path),
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # CPU seconds, not wall time: the bound holds on a loaded CI machine too
@@ -39,8 +52,15 @@ def test_paper_dag_dry_run_without_data_is_fast(tmp_path):
     n_tune = sum(len(rho_grid(e, s)) * len(e["tune"]["seeds"]) for e in exps for s in e["setups"])
     n_select = sum(is_tuned(e, s) for e in exps for s in e["setups"])
     n_data = len({e["dataset"]["name"] for e in exps})
-    for rule, n in (("train", n_final), ("evaluate", n_final), ("tune", n_tune), ("select_rho", n_select),
-                    ("prepare", n_data), ("track", 1), ("report", 1)):
+    for rule, n in (
+        ("train", n_final),
+        ("evaluate", n_final),
+        ("tune", n_tune),
+        ("select_rho", n_select),
+        ("prepare", n_data),
+        ("track", 1),
+        ("report", 1),
+    ):
         assert f" {rule} {n} " in words, (rule, n)
     assert not (tmp_path / "results").exists()  # a dry run touches nothing
 
@@ -48,8 +68,19 @@ def test_paper_dag_dry_run_without_data_is_fast(tmp_path):
 def test_paper_config_declares_every_paper_setup():
     config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
     setups = {s for e in config["experiments"].values() for s in e["setups"]}
-    assert {"SGD", "SAM", "AACE", "SCE-SAM", "SAACE", "ArcFace", "AdaFace", "FlatFace-SAM-ArcFace",
-            "FlatFace-SAM-AdaFace", "FlatFace-AACE-ArcFace", "FlatFace-AACE-AdaFace"} <= setups
+    assert {
+        "SGD",
+        "SAM",
+        "AACE",
+        "SCE-SAM",
+        "SAACE",
+        "ArcFace",
+        "AdaFace",
+        "FlatFace-SAM-ArcFace",
+        "FlatFace-SAM-AdaFace",
+        "FlatFace-AACE-ArcFace",
+        "FlatFace-AACE-AdaFace",
+    } <= setups
     datasets = {e["dataset"]["name"] for e in config["experiments"].values()}
     assert {"cifar10", "cifar100", "fashion_mnist", "food101", "casia_webface", "ms1mv2"} <= datasets
     wrn = config["experiments"]["cifar100_wrn28_10"]
@@ -69,10 +100,21 @@ def test_lint_is_clean():
     [
         ({"epochs": 0}, "experiments.digits.epochs", "0 is less than the minimum of 1"),
         ({"setups": ["SGD", "SAMM"]}, "experiments.digits.setups.1", "'SAMM' is not one of"),
-        ({"rho_grid": [0.05, -0.1]}, "experiments.digits.rho_grid.1", "-0.1 is less than or equal to the minimum of 0"),
-        ({"epochz": 3}, "experiments.digits", "Additional properties are not allowed ('epochz' was unexpected)"),
-        ({"paper": [{"path": "aace.cifar100_wrn28_1", "metric": "test_top1"}]}, "experiments.digits.paper.0.path",
-         "'aace.cifar100_wrn28_1': 'cifar100_wrn28_1' is not in"),
+        (
+            {"rho_grid": [0.05, -0.1]},
+            "experiments.digits.rho_grid.1",
+            "-0.1 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"epochz": 3},
+            "experiments.digits",
+            "Additional properties are not allowed ('epochz' was unexpected)",
+        ),
+        (
+            {"paper": [{"path": "aace.cifar100_wrn28_1", "metric": "test_top1"}]},
+            "experiments.digits.paper.0.path",
+            "'aace.cifar100_wrn28_1': 'cifar100_wrn28_1' is not in",
+        ),
     ],
 )
 def test_bad_config_fails_with_schema_message(tmp_path, patch, key, expected):
@@ -115,12 +157,19 @@ def test_default_study_dag(tmp_path):
 def test_resources_and_launcher_flow_from_config_to_jobs(tmp_path):
     """A paper face run asks SLURM for what the config says, and runs torchrun with one process per GPU."""
     target = "results/paper/runs/casia_webface_iresnet50/ArcFace/seed0/metrics.json"
-    proc = snakemake("-n", "--printshellcmds", "--configfile", str(ROOT / "config" / "paper.yaml"),
-                     "--directory", str(tmp_path), target)
+    proc = snakemake(
+        "-n",
+        "--printshellcmds",
+        "--configfile",
+        str(ROOT / "config" / "paper.yaml"),
+        "--directory",
+        str(tmp_path),
+        target,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    job = out[out.index("rule train:"):]
-    resources = job[job.index("resources:"):].splitlines()[0]
+    job = out[out.index("rule train:") :]
+    resources = job[job.index("resources:") :].splitlines()[0]
     for item in ("runtime=2880", "gpu=4", "mem_mb=128000"):
         assert item in resources, resources
     assert "cpus_per_task=32" in resources  # sbatch --cpus-per-task; local threads are capped to the cores

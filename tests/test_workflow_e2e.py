@@ -23,18 +23,33 @@ TINY = {
         "digits": {
             "dataset": {"name": "digits", "root": "data", "val_fraction": 0.15},
             "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
-            "setups": ["SGD", "SAM"], "rho_grid": [0.05], "seeds": [0, 1], "tune": {"seeds": [0]},
-            "epochs": 1, "optim": {"lr": 0.05}, "batch_size": 128, "workers": 0, "device": "cpu",
-            "probe_batch_size": 64, "sharpness": {"enabled": True, "samples": 64, "iterations": 2},
+            "setups": ["SGD", "SAM"],
+            "rho_grid": [0.05],
+            "seeds": [0, 1],
+            "tune": {"seeds": [0]},
+            "epochs": 1,
+            "optim": {"lr": 0.05},
+            "batch_size": 128,
+            "workers": 0,
+            "device": "cpu",
+            "probe_batch_size": 64,
+            "sharpness": {"enabled": True, "samples": 64, "iterations": 2},
         },
         "openset": {
             "dataset": {"name": "digits_openset", "root": "data", "val_fraction": 0.15},
-            "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}}, "embedding_dim": 16,
+            "model": {"name": "small_cnn", "kwargs": {"in_channels": 1}},
+            "embedding_dim": 16,
             "head": {"kwargs": {"s": 16.0}},
-            "setups": ["ArcFace", "FlatFace-SAM-ArcFace"], "seeds": [0],
+            "setups": ["ArcFace", "FlatFace-SAM-ArcFace"],
+            "seeds": [0],
             "setup_overrides": {"FlatFace-SAM-ArcFace": {"rho": 0.1}},  # fixed rho: no tuning jobs
-            "epochs": 1, "optim": {"lr": 0.05}, "batch_size": 128, "workers": 0, "device": "cpu",
-            "probe_batch_size": 64, "sharpness": {"enabled": False},
+            "epochs": 1,
+            "optim": {"lr": 0.05},
+            "batch_size": 128,
+            "workers": 0,
+            "device": "cpu",
+            "probe_batch_size": 64,
+            "sharpness": {"enabled": False},
             "paper": [{"path": "flatface.casia_webface", "field": "Average", "metric": "verification_mean"}],
         },
     },
@@ -43,9 +58,26 @@ TINY = {
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                           "--directory", str(workdir), "--configfile", str(workdir / "tiny.yaml"),
-                           "--cores", "2", *args], capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(workdir / "tiny.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -53,8 +85,11 @@ def test_tiny_study_end_to_end(tmp_path):
     pytest.importorskip("samrepro.engine.cli_train")
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     proc = snakemake(tmp_path)
-    logs = "\n".join(p.read_text() for p in (tmp_path / "results/tiny/logs").rglob("*.log")) \
-        if (tmp_path / "results/tiny/logs").exists() else ""
+    logs = (
+        "\n".join(p.read_text() for p in (tmp_path / "results/tiny/logs").rglob("*.log"))
+        if (tmp_path / "results/tiny/logs").exists()
+        else ""
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:] + logs[-5000:]
     res, rep = tmp_path / "results" / "tiny", tmp_path / "reports" / "tiny"
 
@@ -68,10 +103,13 @@ def test_tiny_study_end_to_end(tmp_path):
     # the report's numbers are those of the eval.json files
     summary = pd.read_csv(rep / "summary.csv")
     for setup in ("SGD", "SAM"):
-        top1 = [json.loads((res / f"runs/digits/{setup}/seed{s}/eval.json").read_text())["test_top1"]
-                for s in (0, 1)]
-        row = summary[(summary.experiment == "digits") & (summary.setup == setup)
-                      & (summary.metric == "test_top1")].iloc[0]
+        top1 = [
+            json.loads((res / f"runs/digits/{setup}/seed{s}/eval.json").read_text())["test_top1"]
+            for s in (0, 1)
+        ]
+        row = summary[
+            (summary.experiment == "digits") & (summary.setup == setup) & (summary.metric == "test_top1")
+        ].iloc[0]
         assert row["mean"] == pytest.approx(statistics.fmean(top1))
         assert row["std"] == pytest.approx(statistics.stdev(top1))
         md = (rep / "report.md").read_text()
@@ -82,7 +120,9 @@ def test_tiny_study_end_to_end(tmp_path):
     assert (rep / "index.html").stat().st_size > 10_000 and list((rep / "figures").glob("*.png"))
 
     assert not (res / "tune/openset").exists()
-    assert yaml.safe_load((res / "runs/openset/FlatFace-SAM-ArcFace/seed0/run.yaml").read_text())["rho"] == 0.1
+    assert (
+        yaml.safe_load((res / "runs/openset/FlatFace-SAM-ArcFace/seed0/run.yaml").read_text())["rho"] == 0.1
+    )
 
     # MLflow: exactly the expected runs (4 parents, 2+2+1+1 seeds, 1 tuning run), and re-tracking adds none
     from mlflow.entities import ViewType
@@ -94,7 +134,9 @@ def test_tiny_study_end_to_end(tmp_path):
     exp = client.get_experiment_by_name("tiny")
 
     def count() -> int:
-        return len(client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=500))
+        return len(
+            client.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=500)
+        )
 
     assert count() == 4 + 6 + 1
     again = snakemake(tmp_path, "--forcerun", "track")

@@ -26,16 +26,31 @@ DEFAULT = ROOT / "config" / "config.yaml"
 
 
 def minimal() -> dict:
-    return {"study": "s", "experiments": {"e": {"dataset": {"name": "digits"}, "model": {"name": "small_cnn"},
-                                               "setups": ["SGD", "SAM", "AACE"]}}}
+    return {
+        "study": "s",
+        "experiments": {
+            "e": {
+                "dataset": {"name": "digits"},
+                "model": {"name": "small_cnn"},
+                "setups": ["SGD", "SAM", "AACE"],
+            }
+        },
+    }
 
 
 def test_schema_fills_defaults_without_sharing_objects():
-    cfg = validate_schema({**minimal(), "experiments": {**minimal()["experiments"], "f": minimal()["experiments"]["e"]}})
+    cfg = validate_schema(
+        {**minimal(), "experiments": {**minimal()["experiments"], "f": minimal()["experiments"]["e"]}}
+    )
     e = cfg["experiments"]["e"]
     assert e["seeds"] == [0, 1, 2] and e["tune"] == {"seeds": [0], "epochs": None}
     assert e["rho_grid"] == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]
-    assert e["schedule"] == {"name": "multistep", "milestones": [0.3, 0.6, 0.8], "gamma": 0.2, "warmup_epochs": 0}
+    assert e["schedule"] == {
+        "name": "multistep",
+        "milestones": [0.3, 0.6, 0.8],
+        "gamma": 0.2,
+        "warmup_epochs": 0,
+    }
     assert e["optim"]["lr"] == 0.1 and e["dataset"]["val_fraction"] == 0.1
     assert cfg["tracking"] == {"enabled": True, "uri": None}
     assert cfg["resources"]["train"]["gpu"] == 0
@@ -60,7 +75,10 @@ def test_plan_tune_and_final(tmp_path, capsys):
     run = build_run_config(spec, "AACE", 0, "tune", rho=0.2)
     assert run["phase"] == "tune" and run["rho"] == 0.2
     assert run["schedule"]["epochs"] == spec["tune"]["epochs"] < spec["epochs"]
-    assert run["dataset"]["val_fraction"] == 0.15 and run["model"] == {"name": "small_cnn", "kwargs": {"in_channels": 1}}
+    assert run["dataset"]["val_fraction"] == 0.15 and run["model"] == {
+        "name": "small_cnn",
+        "kwargs": {"in_channels": 1},
+    }
     sgd = build_run_config(spec, "SGD", 2, "final")
     assert sgd["rho"] is None and sgd["schedule"]["epochs"] == 2 * spec["epochs"]
     with pytest.raises(ValueError, match="needs --best"):
@@ -72,23 +90,97 @@ def test_plan_tune_and_final(tmp_path, capsys):
     best = tmp_path / "best.json"
     best.write_text(json.dumps({"experiment": "digits", "setup": "SAM", "rho": 0.1}))
     out = tmp_path / "r" / "run.yaml"
-    assert main(["plan", "--spec", json.dumps(spec), "--setup", "SAM", "--seed", "1", "--phase", "final",
-                 "--best", str(best), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--spec",
+                json.dumps(spec),
+                "--setup",
+                "SAM",
+                "--seed",
+                "1",
+                "--phase",
+                "final",
+                "--best",
+                str(best),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     written = yaml.safe_load(out.read_text())
     assert written["rho"] == 0.1 and written["seed"] == 1 and written["study"] == "digits_demo"
     with pytest.raises(ValueError, match="not digits/AACE"):
         build_run_config(spec, "AACE", 0, "final", best=str(best))
     # --config path: validated study file + experiment name, same result
     out2 = tmp_path / "r2.yaml"
-    assert main(["plan", "--config", str(DEFAULT), "--experiment", "digits", "--setup", "SAM", "--seed", "1",
-                 "--phase", "final", "--best", str(best), "--out", str(out2)]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--config",
+                str(DEFAULT),
+                "--experiment",
+                "digits",
+                "--setup",
+                "SAM",
+                "--seed",
+                "1",
+                "--phase",
+                "final",
+                "--best",
+                str(best),
+                "--out",
+                str(out2),
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load(out2.read_text()) == written
     # a bad experiment name or a missing --best: one line naming it, exit 2, no traceback
-    assert main(["plan", "--config", str(DEFAULT), "--experiment", "digitz", "--setup", "SAM", "--seed", "0",
-                 "--phase", "final", "--out", str(out2)]) == 2
+    assert (
+        main(
+            [
+                "plan",
+                "--config",
+                str(DEFAULT),
+                "--experiment",
+                "digitz",
+                "--setup",
+                "SAM",
+                "--seed",
+                "0",
+                "--phase",
+                "final",
+                "--out",
+                str(out2),
+            ]
+        )
+        == 2
+    )
     assert "experiment 'digitz' is not in the study" in capsys.readouterr().err
-    assert main(["plan", "--config", str(DEFAULT), "--experiment", "digits", "--setup", "SAM", "--seed", "0",
-                 "--phase", "final", "--out", str(out2)]) == 2
+    assert (
+        main(
+            [
+                "plan",
+                "--config",
+                str(DEFAULT),
+                "--experiment",
+                "digits",
+                "--setup",
+                "SAM",
+                "--seed",
+                "0",
+                "--phase",
+                "final",
+                "--out",
+                str(out2),
+            ]
+        )
+        == 2
+    )
     assert "needs --best" in capsys.readouterr().err
 
 
@@ -109,17 +201,27 @@ def load_study_dict(cfg: dict) -> dict:
 
 
 def test_plan_does_not_import_torch(tmp_path):
-    code = ("import sys, json; from samrepro.cli import main; "
-            f"main(['plan','--config',{str(DEFAULT)!r},'--experiment','digits','--setup','SGD','--seed','0',"
-            f"'--phase','final','--out',{str(tmp_path / 'run.yaml')!r}]); "
-            "assert 'torch' not in sys.modules, 'plan imported torch'")
+    code = (
+        "import sys, json; from samrepro.cli import main; "
+        f"main(['plan','--config',{str(DEFAULT)!r},'--experiment','digits','--setup','SGD','--seed','0',"
+        f"'--phase','final','--out',{str(tmp_path / 'run.yaml')!r}]); "
+        "assert 'torch' not in sys.modules, 'plan imported torch'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_select_rho_best_mean_and_ties_to_smaller():
-    rows = [{"experiment": "e", "setup": "SAM", "rho": r, "seed": s, "score": v, "path": ""}
-            for r, s, v in [(0.05, 0, 90.0), (0.05, 1, 92.0), (0.1, 0, 93.0), (0.1, 1, 89.0), (0.02, 0, 80.0),
-                            (0.02, 1, 81.0)]]
+    rows = [
+        {"experiment": "e", "setup": "SAM", "rho": r, "seed": s, "score": v, "path": ""}
+        for r, s, v in [
+            (0.05, 0, 90.0),
+            (0.05, 1, 92.0),
+            (0.1, 0, 93.0),
+            (0.1, 1, 89.0),
+            (0.02, 0, 80.0),
+            (0.02, 1, 81.0),
+        ]
+    ]
     best = select_rho(rows)
     assert best["rho"] == 0.05 and best["score"] == 91.0  # tie 91 vs 91 -> smaller rho
     rows.append({"experiment": "e", "setup": "SAM", "rho": 0.2, "seed": 0, "score": 95.0, "path": ""})
@@ -131,15 +233,28 @@ def test_select_rho_cli_reads_selection_score(tmp_path, capsys):
     for rho, score in ((0.02, 50.0), (0.05, 70.0), (0.1, 60.0)):
         p = tmp_path / f"rho{fmt_rho(rho)}_seed0" / "metrics.json"
         p.parent.mkdir()
-        p.write_text(json.dumps({"experiment": "e", "setup": "SAM", "rho": rho, "seed": 0, "eval_acc": 99.0,
-                                 "selection_score": score}))
+        p.write_text(
+            json.dumps(
+                {
+                    "experiment": "e",
+                    "setup": "SAM",
+                    "rho": rho,
+                    "seed": 0,
+                    "eval_acc": 99.0,
+                    "selection_score": score,
+                }
+            )
+        )
         paths.append(str(p))
     out = tmp_path / "best.json"
     assert main(["select-rho", "--metrics", *paths, "--out", str(out)]) == 0
     best = json.loads(out.read_text())
     assert best["rho"] == 0.05 and [g["rho"] for g in best["grid"]] == [0.02, 0.05, 0.1]
-    (tmp_path / "rho0.1_seed0" / "metrics.json").write_text(json.dumps(
-        {"experiment": "e", "setup": "SAM", "rho": 0.1, "seed": 0, "selection_score": float("nan")}))
+    (tmp_path / "rho0.1_seed0" / "metrics.json").write_text(
+        json.dumps(
+            {"experiment": "e", "setup": "SAM", "rho": 0.1, "seed": 0, "selection_score": float("nan")}
+        )
+    )
     capsys.readouterr()
     assert main(["select-rho", "--metrics", *paths, "--out", str(out)]) == 2  # one line, exit 2 (issue 8)
     assert "diverged" in capsys.readouterr().err

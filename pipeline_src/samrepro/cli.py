@@ -26,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select-rho": ("samrepro.study.cli_select", "pick the best rho of a tuning grid, write best.json"),
     "track": ("samrepro.track.cli", "log a study's job outputs into MLflow (single writer)"),
     "report": ("samrepro.report.cli", "render the study report (HTML + Markdown + figures)"),
-    "estimate": ("samrepro.study.cli_estimate", "the compute bill of a study: FLOPs, GPU-hours, runtime flags"),
+    "estimate": (
+        "samrepro.study.cli_estimate",
+        "the compute bill of a study: FLOPs, GPU-hours, runtime flags",
+    ),
 }
 
 

@@ -22,8 +22,10 @@ CLUSTER_SCRIPT = REPO / "scripts" / "slurm" / "cluster.sh"
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 RULE_OF_LOG = re.compile(r"slurm_logs/rule_([A-Za-z0-9_]+)/")
 # An array submission (slurm-array-jobs in profiles/slurm): Snakemake job ids in task order, the array's id.
-SUBMITTED_ARRAY = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
-                             r"The individual task IDs are (\d+)-(\d+)")
+SUBMITTED_ARRAY = re.compile(
+    r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+    r"The individual task IDs are (\d+)-(\d+)"
+)
 # Snakemake's listing of each job it runs: "rule train:" ... "    jobid: 7"
 JOB_BLOCK = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", re.MULTILINE)
 
@@ -74,7 +76,10 @@ def slurm_fields(job_ids: list[str], *formats: str) -> dict[str, list[str]]:
     fmt = "|".join(("%i", *formats))
     out = subprocess.run(
         ["squeue", "--states=all", "--array", "--noheader", f"--format={fmt}", "--jobs", ",".join(job_ids)],
-        capture_output=True, text=True, timeout=30, check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     return {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if line.strip()}
 
@@ -96,18 +101,31 @@ def run_workflow(
     env.pop("MLFLOW_TRACKING_URI", None)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     cmd = [
-        sys.executable, "-m", "snakemake", *targets,  # first: options like --set-resources take several values
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--profile", str(REPO / "profiles" / "slurm"),
-        "--workflow-profile", "none",
-        "--configfile", str(configfile),
-        "--executor", "slurm",
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "1",
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,  # first: options like --set-resources take several values
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        str(configfile),
+        "--executor",
+        "slurm",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
         "--slurm-no-account",
-        "--latency-wait", "10",
-        "--jobs", "4",
+        "--latency-wait",
+        "10",
+        "--jobs",
+        "4",
         *extra,
     ]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)

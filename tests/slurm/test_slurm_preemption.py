@@ -63,10 +63,34 @@ def seconds_per_epoch(tmp: Path, partition: str) -> float:
     cfg = write_config(tmp / "calibrate.yaml", study(3, partition))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     py = [sys.executable, "-m", "samrepro"]
-    subprocess.run([*py, "plan", "--config", str(cfg), "--experiment", EXPERIMENT, "--setup", "SGD", "--seed", "0",
-                    "--phase", "final", "--out", str(tmp / "cal" / "run.yaml")], check=True, env=env, timeout=120)
-    subprocess.run([*py, "train", "--config", str(tmp / "cal" / "run.yaml"), "--out", str(tmp / "cal")],
-                   check=True, env=env, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            *py,
+            "plan",
+            "--config",
+            str(cfg),
+            "--experiment",
+            EXPERIMENT,
+            "--setup",
+            "SGD",
+            "--seed",
+            "0",
+            "--phase",
+            "final",
+            "--out",
+            str(tmp / "cal" / "run.yaml"),
+        ],
+        check=True,
+        env=env,
+        timeout=120,
+    )
+    subprocess.run(
+        [*py, "train", "--config", str(tmp / "cal" / "run.yaml"), "--out", str(tmp / "cal")],
+        check=True,
+        env=env,
+        timeout=300,
+        capture_output=True,
+    )
     with (tmp / "cal" / "history.csv").open() as fh:
         times = sorted(float(row["epoch_time_s"]) for row in csv.DictReader(fh))
     return times[len(times) // 2]
@@ -117,7 +141,9 @@ def test_job_stopped_at_time_limit_resumes_from_checkpoint(tmp_path: Path, slurm
     assert want["resumes"] == 0
     assert str(got["slurm_job_id"]) == jobs[-1]
     assert str(want["slurm_job_id"]) == ref_job
-    log = (preempted.workdir / "results" / STUDY / "logs" / "train" / EXPERIMENT / "SGD" / "seed0.log").read_text()
+    log = (
+        preempted.workdir / "results" / STUDY / "logs" / "train" / EXPERIMENT / "SGD" / "seed0.log"
+    ).read_text()
     assert "resuming at epoch" in log
 
     # ...and ended exactly where the uninterrupted run did: metrics, per-epoch history, weights.

@@ -37,13 +37,16 @@ try:
     validate(config, "../schemas/config.schema.yaml")  # fills the schema's defaults into config
     study.check_study(config)
 except ValueError as err:
-    raise WorkflowError(str(err) if str(err).startswith("invalid study config") else f"invalid study config: {err}")
+    raise WorkflowError(
+        str(err) if str(err).startswith("invalid study config") else f"invalid study config: {err}"
+    )
 
 STUDY = config["study"]
 RES = f"{config['results_dir']}/{STUDY}"
 REP = f"{config['reports_dir']}/{STUDY}"
 EXPERIMENTS = config["experiments"]
 ENV = "../envs/samrepro.yaml"
+
 
 # Cheap bookkeeping jobs run where Snakemake runs (on a cluster: the login node, which also has the network
 # that downloads and an MLflow server may need); training and evaluation go to the executor.
@@ -150,7 +153,9 @@ def run_dir(wildcards, output):
 
 def spec_json(wildcards):
     """The experiment's resolved config (passed to `samrepro plan`); a change reruns that experiment only."""
-    return json.dumps(study.experiment_spec(config, wildcards.experiment), sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        study.experiment_spec(config, wildcards.experiment), sort_keys=True, separators=(",", ":")
+    )
 
 
 def report_spec():
@@ -163,15 +168,24 @@ def report_spec():
             "setups": exp["setups"],
             "paper": exp["paper"],
             "description": exp["description"],
-            "primary_metric": exp.get("primary_metric"),  # null: the task's default (the generic claims' metric)
+            "primary_metric": exp.get(
+                "primary_metric"
+            ),  # null: the task's default (the generic claims' metric)
         }
         for name, exp in EXPERIMENTS.items()
     }
     uri = config["tracking"]["uri"] or f"sqlite:///{RES}/mlflow.db"
     hint = f"Runs in MLflow: mlflow ui --backend-store-uri {uri}" if config["tracking"]["enabled"] else ""
-    return json.dumps({"study": STUDY, "description": config["description"], "experiments": exps,
-                       "tracking_hint": hint, "config_hash": study.config_hash(config),
-                       "estimate": config.get("estimate")})  # the device profile the compute section uses
+    return json.dumps(
+        {
+            "study": STUDY,
+            "description": config["description"],
+            "experiments": exps,
+            "tracking_hint": hint,
+            "config_hash": study.config_hash(config),
+            "estimate": config.get("estimate"),
+        }
+    )  # the device profile the compute section uses
 
 
 def paper_results():
@@ -189,7 +203,9 @@ def manifests_all():
 
 def reference_all():
     """The raw-pixel verification reference of every face experiment (reference.smk): a row of the report."""
-    return [f"{RES}/reference/{e}/pixels.json" for e, exp in EXPERIMENTS.items() if study.task_of(exp) == "face"]
+    return [
+        f"{RES}/reference/{e}/pixels.json" for e, exp in EXPERIMENTS.items() if study.task_of(exp) == "face"
+    ]
 
 
 def reference_plan_args(wildcards):
@@ -197,7 +213,11 @@ def reference_plan_args(wildcards):
     setup is planned as a tuning run of its first rho): the reference reads only its data and pairs."""
     exp = EXPERIMENTS[wildcards.experiment]
     setup, seed = exp["setups"][0], exp["seeds"][0]
-    phase = f"--phase tune --rho {study.rho_grid(exp, setup)[0]}" if study.is_tuned(exp, setup) else "--phase final"
+    phase = (
+        f"--phase tune --rho {study.rho_grid(exp, setup)[0]}"
+        if study.is_tuned(exp, setup)
+        else "--phase final"
+    )
     return f"--setup {setup} --seed {seed} {phase}"
 
 
@@ -208,8 +228,9 @@ def tracked_runs():
 
 try:
     study.check_paper_refs(config, paper_results())
-    check_study_claims({n: {"task": study.task_of(e)} for n, e in EXPERIMENTS.items()}, claims_file(),
-                       paper_results())
+    check_study_claims(
+        {n: {"task": study.task_of(e)} for n, e in EXPERIMENTS.items()}, claims_file(), paper_results()
+    )
 except ValueError as err:
     raise WorkflowError(str(err))
 

@@ -7,14 +7,14 @@ rule prepare:
         f"{RES}/data/{{dataset}}.json",
     log:
         f"{RES}/logs/prepare/{{dataset}}.log",
-    params:
-        root=dataset_root,
-        download=download_flag,
+    conda:
+        ENV
     threads: res("prepare", "cpus_per_task")
     resources:
         **resources_of("prepare", gpus=False),
-    conda:
-        ENV
+    params:
+        root=dataset_root,
+        download=download_flag,
     shell:
         "python -m samrepro prepare --dataset {wildcards.dataset} --root {params.root:q} {params.download} "
         "--out {output:q} > {log:q} 2>&1"

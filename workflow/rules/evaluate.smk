@@ -9,12 +9,12 @@ rule evaluate:
         f"{RES}/runs/{{experiment}}/{{setup}}/seed{{seed}}/eval.json",
     log:
         f"{RES}/logs/evaluate/{{experiment}}/{{setup}}/seed{{seed}}.log",
-    params:
-        dir=run_dir,
+    conda:
+        ENV
     threads: res("evaluate", "cpus_per_task")
     resources:
         **resources_of("evaluate"),
-    conda:
-        ENV
+    params:
+        dir=run_dir,
     shell:
         "OMP_NUM_THREADS={threads} python -m samrepro evaluate --run {params.dir} --out {output:q} > {log:q} 2>&1"

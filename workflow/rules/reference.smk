@@ -11,15 +11,15 @@ rule reference:
         f"{RES}/reference/{{experiment}}/pixels.json",
     log:
         f"{RES}/logs/reference/{{experiment}}.log",
+    conda:
+        ENV
+    threads: res("evaluate", "cpus_per_task")
+    resources:
+        **resources_of("evaluate", gpus=False),
     params:
         spec=spec_json,
         plan=reference_plan_args,
         dir=run_dir,
-    threads: res("evaluate", "cpus_per_task")
-    resources:
-        **resources_of("evaluate", gpus=False),
-    conda:
-        ENV
     shell:
         "(python -m samrepro plan --spec {params.spec:q} {params.plan} --out {params.dir}/run.yaml"
         " && OMP_NUM_THREADS={threads} python -m samrepro reference --config {params.dir}/run.yaml"

@@ -19,15 +19,15 @@ rule report:
         claims=f"{REP}/claims.csv",
     log:
         f"{RES}/logs/report.log",
+    conda:
+        ENV
+    threads: res("report", "cpus_per_task")
+    resources:
+        **resources_of("report", gpus=False),
     params:
         spec=report_spec(),
         out=run_dir,
         mlflow=lambda wildcards, input: f"--mlflow-runs {input.tracked}" if input.tracked else "",
-    threads: res("report", "cpus_per_task")
-    resources:
-        **resources_of("report", gpus=False),
-    conda:
-        ENV
     shell:
         "python -m samrepro report --spec {params.spec:q} --paper {input.paper:q} --claims {input.claims:q} "
         "--runs {input.evals:q} --tune {input.tune:q} --best {input.best:q} --manifests {input.manifests:q} "

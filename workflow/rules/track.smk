@@ -11,15 +11,15 @@ rule track:
         f"{RES}/mlflow_runs.json",
     log:
         f"{RES}/logs/track.log",
+    conda:
+        ENV
+    threads: res("track", "cpus_per_task")
+    resources:
+        **resources_of("track", gpus=False),
     params:
         study=STUDY,
         results=run_dir,
         uri=tracking_uri_arg(),
-    threads: res("track", "cpus_per_task")
-    resources:
-        **resources_of("track", gpus=False),
-    conda:
-        ENV
     shell:
         "python -m samrepro track --study {params.study} --results {params.results:q} {params.uri} "
         "--runs {input.evals:q} --tune {input.tune:q} --out {output:q} > {log:q} 2>&1"

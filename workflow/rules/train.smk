@@ -12,15 +12,15 @@ rule train:
         model=f"{RES}/runs/{{experiment}}/{{setup}}/seed{{seed}}/model.pt",
     log:
         f"{RES}/logs/train/{{experiment}}/{{setup}}/seed{{seed}}.log",
+    conda:
+        ENV
+    threads: res("train", "cpus_per_task")
+    resources:
+        **resources_of("train"),
     params:
         spec=spec_json,
         dir=run_dir,
         best=best_arg,
         launcher=launcher("train"),
-    threads: res("train", "cpus_per_task")
-    resources:
-        **resources_of("train"),
-    conda:
-        ENV
     shell:
         plan_and_train("--phase final {params.best}")

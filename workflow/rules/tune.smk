@@ -11,15 +11,15 @@ rule tune:
         f"{RES}/tune/{{experiment}}/{{setup}}/rho{{rho}}_seed{{seed}}/metrics.json",
     log:
         f"{RES}/logs/tune/{{experiment}}/{{setup}}/rho{{rho}}_seed{{seed}}.log",
+    conda:
+        ENV
+    threads: res("tune", "cpus_per_task")
+    resources:
+        **resources_of("tune"),
     params:
         spec=spec_json,
         dir=run_dir,
         launcher=launcher("tune"),
-    threads: res("tune", "cpus_per_task")
-    resources:
-        **resources_of("tune"),
-    conda:
-        ENV
     shell:
         plan_and_train("--phase tune --rho {wildcards.rho}")
 

@@ -77,8 +77,9 @@ def decoding(where: str | Path) -> Iterator[None]:
     except FileNotFoundError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{where}: not a decodable image ({type(exc).__name__}: {str(exc)[:120]}); replace or "
-                         "remove it") from exc
+        raise ValueError(
+            f"{where}: not a decodable image ({type(exc).__name__}: {str(exc)[:120]}); replace or remove it"
+        ) from exc
 
 
 def _to_rgb_array(im: Image.Image, size: int) -> np.ndarray:

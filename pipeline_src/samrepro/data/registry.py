@@ -248,5 +248,11 @@ DECLARED_SIZES: dict[str, DeclaredSize] = {
     "ms1mv2": DeclaredSize(5_822_653, 0, 85_742, (3, 112, 112)),
 }
 # Pairs of the standard face-verification benchmarks (insightface .bin files).
-BENCHMARK_PAIRS: dict[str, int] = {"lfw": 6000, "cfp_fp": 7000, "cfp_ff": 7000, "agedb_30": 6000,
-                                   "cplfw": 6000, "calfw": 6000}
+BENCHMARK_PAIRS: dict[str, int] = {
+    "lfw": 6000,
+    "cfp_fp": 7000,
+    "cfp_ff": 7000,
+    "agedb_30": 6000,
+    "cplfw": 6000,
+    "calfw": 6000,
+}

@@ -108,7 +108,9 @@ class BatchTransform:
     _std: torch.Tensor = field(init=False, repr=False)
     _mul: torch.Tensor = field(init=False, repr=False)
     _sub: torch.Tensor = field(init=False, repr=False)
-    _on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(init=False, repr=False, default_factory=dict)
+    _on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
+        init=False, repr=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):

@@ -26,8 +26,14 @@ import torch
 
 from samrepro.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["CheckpointError", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_text", "torch_load"]
+__all__ = [
+    "CheckpointError",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "torch_load",
+]
 
 
 def atomic_torch_save(path: str | Path, obj: Any) -> None:

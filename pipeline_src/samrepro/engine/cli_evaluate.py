@@ -23,8 +23,9 @@ SHARPNESS_SEED = 7  # subset and start vector of the power iteration: fixed, ide
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="a run folder written by `samrepro train`")
     parser.add_argument("--out", default=None, help="where to write the JSON (default: RUN/eval.json)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
-                        help="override the run config's device")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None, help="override the run config's device"
+    )
 
 
 def sharpness(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -> float:
@@ -43,7 +44,7 @@ def sharpness(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -> float:
     bs = int(cfg["eval_batch_size"])
     batches = []
     for s in range(0, len(idx), bs):
-        x, y = get_batch(bundle.train_eval, idx[s:s + bs])
+        x, y = get_batch(bundle.train_eval, idx[s : s + bs])
         batches.append((x.to(device), y.to(device)))
 
     def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -51,8 +52,9 @@ def sharpness(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -> float:
 
     params = [p for p in net.parameters() if p.requires_grad]
     with eval_mode(net), torch.enable_grad():
-        return top_hessian_eigenvalue(loss_fn, batches, params, iterations=int(sc["iterations"]),
-                                      seed=SHARPNESS_SEED)
+        return top_hessian_eigenvalue(
+            loss_fn, batches, params, iterations=int(sc["iterations"]), seed=SHARPNESS_SEED
+        )
 
 
 def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, Any]:
@@ -73,8 +75,10 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
     model_path, cfg_path = run_dir / trainer.MODEL, run_dir / trainer.RESOLVED_CONFIG
     for p in (model_path, cfg_path):
         if not p.is_file():
-            raise ValueError(f"--run {str(run_dir)!r}: {p.name} is missing; train the run first "
-                             f"(samrepro train --config run.yaml --out {run_dir})")
+            raise ValueError(
+                f"--run {str(run_dir)!r}: {p.name} is missing; train the run first "
+                f"(samrepro train --config run.yaml --out {run_dir})"
+            )
     cfg = config_mod.load(cfg_path)
     if device is not None:
         cfg["device"] = device
@@ -86,33 +90,48 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
         net.load_state_dict(ckpt.torch_load(model_path)["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:  # tensors that are not this run's network
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ckpt.CheckpointError(f"{model_path}: its weights do not fit the network of {cfg_path} ({first}); "
-                                   f"retrain the run (snakemake --forcerun {model_path})") from exc
+        raise ckpt.CheckpointError(
+            f"{model_path}: its weights do not fit the network of {cfg_path} ({first}); "
+            f"retrain the run (snakemake --forcerun {model_path})"
+        ) from exc
     net.to(rt.device)
     if rt.channels_last:
         import torch
 
         net = net.to(memory_format=torch.channels_last)
     bs = int(cfg["eval_batch_size"])
-    out: dict[str, Any] = {"study": cfg["study"], "experiment": cfg["experiment"], "setup": cfg["setup"],
-                           "seed": cfg["seed"], "rho": cfg["rho"], "phase": cfg["phase"], "task": bundle.task,
-                           "split": "val" if cfg["phase"] == "tune" else "test"}
+    out: dict[str, Any] = {
+        "study": cfg["study"],
+        "experiment": cfg["experiment"],
+        "setup": cfg["setup"],
+        "seed": cfg["seed"],
+        "rho": cfg["rho"],
+        "phase": cfg["phase"],
+        "task": bundle.task,
+        "split": "val" if cfg["phase"] == "tune" else "test",
+    }
     if bundle.task == "face":
         scores = verification_accuracy(net, bundle.verification, bs, rt.device, rt.amp, rt.channels_last)
         out["benchmarks"] = scores
         out["verification_mean"] = mean_verification(scores)
-        out["train_acc"] = face_train_accuracy(net, bundle.train_eval, bs, rt.device, rt.amp, rt.channels_last)
+        out["train_acc"] = face_train_accuracy(
+            net, bundle.train_eval, bs, rt.device, rt.amp, rt.channels_last
+        )
         out["gap"] = out["train_acc"] - out["verification_mean"]
     else:
         test = classification_accuracy(net, bundle.eval, bs, rt.device, rt.amp, rt.channels_last)
         out["test_top1"], out["test_top5"] = test["top1"], test["top5"]
-        out["train_acc"] = classification_accuracy(net, bundle.train_eval, bs, rt.device, rt.amp,
-                                                   rt.channels_last)["top1"]
+        out["train_acc"] = classification_accuracy(
+            net, bundle.train_eval, bs, rt.device, rt.amp, rt.channels_last
+        )["top1"]
         out["gap"] = out["train_acc"] - out["test_top1"]
     if cfg["sharpness"]["enabled"]:
         out["sharpness_top_eigenvalue"] = sharpness(net, bundle, cfg, rt.device)
-        out["sharpness"] = {"samples": min(int(cfg["sharpness"]["samples"]), len(bundle.train_eval)),
-                            "iterations": int(cfg["sharpness"]["iterations"]), "loss": "cross_entropy"}
+        out["sharpness"] = {
+            "samples": min(int(cfg["sharpness"]["samples"]), len(bundle.train_eval)),
+            "iterations": int(cfg["sharpness"]["iterations"]),
+            "loss": "cross_entropy",
+        }
     else:
         out["sharpness_top_eigenvalue"] = None
     out["eval_time_s"] = time.perf_counter() - t0
@@ -129,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = evaluate_run(args.run, args.device)
     except yaml.YAMLError as exc:
-        print(f"samrepro evaluate: error: {yaml_message(exc, Path(args.run) / RESOLVED_CONFIG)}", file=sys.stderr)
+        print(
+            f"samrepro evaluate: error: {yaml_message(exc, Path(args.run) / RESOLVED_CONFIG)}",
+            file=sys.stderr,
+        )
         return 2
     except ValueError as exc:
         print(f"samrepro evaluate: error: {exc}", file=sys.stderr)
@@ -137,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     atomic_write_json(out, result)
     main = result.get("test_top1", result.get("verification_mean"))
-    print(f"samrepro evaluate: {args.run}: {'top-1' if 'test_top1' in result else 'verification'} {main:.2f}% "
-          f"train {result['train_acc']:.2f}% gap {result['gap']:.2f} "
-          f"sharpness {result['sharpness_top_eigenvalue']} -> {out}", flush=True)
+    print(
+        f"samrepro evaluate: {args.run}: {'top-1' if 'test_top1' in result else 'verification'} {main:.2f}% "
+        f"train {result['train_acc']:.2f}% gap {result['gap']:.2f} "
+        f"sharpness {result['sharpness_top_eigenvalue']} -> {out}",
+        flush=True,
+    )
     return 0

@@ -21,8 +21,12 @@ EXIT_PREEMPTED = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="run.yaml (docs/ARCHITECTURE.md Part C) describing the run")
-    parser.add_argument("--out", required=True, help="output folder; resumes from its checkpoint.pt if present")
+    parser.add_argument(
+        "--config", required=True, help="run.yaml (docs/ARCHITECTURE.md Part C) describing the run"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder; resumes from its checkpoint.pt if present"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +41,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"samrepro train: error: {yaml_message(exc, args.config)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except UnicodeDecodeError as exc:
-        print(f"samrepro train: error: {args.config}: not a text file ({exc.reason} at byte {exc.start}); "
-              "regenerate it with `samrepro plan`", file=sys.stderr)
+        print(
+            f"samrepro train: error: {args.config}: not a text file ({exc.reason} at byte {exc.start}); "
+            "regenerate it with `samrepro plan`",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except ValueError as exc:
         print(f"samrepro train: error: {exc}", file=sys.stderr)

@@ -36,7 +36,9 @@ def resolve_milestones(milestones: list[Any], epochs: int) -> list[int]:
     """Milestones as epoch indices. All values in (0, 1) are fractions of `epochs` (DESIGN: ×0.2 at 30/60/80 %);
     otherwise they are epoch numbers (integers ≥ 1)."""
     if not isinstance(milestones, list) or not milestones:
-        raise _fail("schedule.milestones", milestones, "give a non-empty list of epochs or fractions in (0, 1)")
+        raise _fail(
+            "schedule.milestones", milestones, "give a non-empty list of epochs or fractions in (0, 1)"
+        )
     for m in milestones:
         if isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0:
             raise _fail("schedule.milestones", milestones, "every milestone must be a positive number")

@@ -48,8 +48,14 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
 
 
 @torch.no_grad()
-def classification_accuracy(net: nn.Module, dataset: Any, batch_size: int, device: torch.device,
-                            amp: bool = False, channels_last: bool = False) -> dict[str, float]:
+def classification_accuracy(
+    net: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> dict[str, float]:
     """Top-1 and top-5 accuracy (percent) of `net(x)` on `dataset` (top-5 = top-k with k = min(5, classes))."""
     correct1 = correct5 = total = 0
     with eval_mode(net):
@@ -69,8 +75,14 @@ def classification_accuracy(net: nn.Module, dataset: Any, batch_size: int, devic
 
 
 @torch.no_grad()
-def face_train_accuracy(net: nn.Module, dataset: Any, batch_size: int, device: torch.device,
-                        amp: bool = False, channels_last: bool = False) -> float:
+def face_train_accuracy(
+    net: nn.Module,
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> float:
     """Percent of training images whose nearest class weight (cosine) is their identity's."""
     head = getattr(net, "head", None)
     if head is None or not hasattr(head, "weight"):
@@ -90,8 +102,14 @@ def face_train_accuracy(net: nn.Module, dataset: Any, batch_size: int, device: t
     return 100.0 * correct / total
 
 
-def verification_accuracy(net: nn.Module, sets: dict[str, Any], batch_size: int, device: torch.device,
-                          amp: bool = False, channels_last: bool = False) -> dict[str, dict[str, float]]:
+def verification_accuracy(
+    net: nn.Module,
+    sets: dict[str, Any],
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> dict[str, dict[str, float]]:
     """{benchmark: {acc_mean, acc_std}} (percent) for every VerificationSet (images [2N,C,H,W], issame [N])."""
     if not sets:
         raise ValueError("no verification sets: a face dataset must provide at least one")
@@ -134,5 +152,9 @@ def probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         aace = aace_loss(logits, y)
         ce_norm = grad_norm(ce, params, retain_graph=True)
         aace_norm = grad_norm(aace, params)
-    return {"probe_ce_loss": float(ce.detach()), "probe_aace_loss": float(aace.detach()),
-            "probe_ce_grad_norm": ce_norm, "probe_aace_grad_norm": aace_norm}
+    return {
+        "probe_ce_loss": float(ce.detach()),
+        "probe_aace_loss": float(aace.detach()),
+        "probe_ce_grad_norm": ce_norm,
+        "probe_aace_grad_norm": aace_norm,
+    }

@@ -47,7 +47,9 @@ def get_batch(dataset: Any, indices: Sequence[int] | torch.Tensor) -> tuple[torc
         x, y = dataset.get_batch(indices)
         return x, torch.as_tensor(y, dtype=torch.long)
     items = [dataset[int(i)] for i in indices]
-    return torch.stack([it[0] for it in items]), torch.as_tensor([int(it[1]) for it in items], dtype=torch.long)
+    return torch.stack([it[0] for it in items]), torch.as_tensor(
+        [int(it[1]) for it in items], dtype=torch.long
+    )
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -68,27 +70,36 @@ def steps_per_epoch(n: int, batch_size: int, min_last: int = 2) -> int:
     return steps
 
 
-def epoch_batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
-                  min_last: int = 2) -> list[list[int]]:
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1, min_last: int = 2
+) -> list[list[int]]:
     """This rank's sample indices of every batch of one epoch (draws one permutation from `generator`)."""
     perm = torch.randperm(n, generator=generator).tolist()
     out = []
     for s in range(steps_per_epoch(n, batch_size, min_last)):
-        batch = perm[s * batch_size:(s + 1) * batch_size]
+        batch = perm[s * batch_size : (s + 1) * batch_size]
         out.append(batch[rank::world])
     return out
 
 
-def iterate_train(dataset: Any, batches: list[list[int]], workers: int, generator: torch.Generator,
-                  pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_train(
+    dataset: Any, batches: list[list[int]], workers: int, generator: torch.Generator, pin_memory: bool = False
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield the given batches in order (augmented), in-process or through `workers` DataLoader workers."""
     if workers == 0:
         for idx in batches:
             yield get_batch(dataset, idx)
         return
-    loader = DataLoader(_BatchView(dataset), sampler=batches, batch_size=None, num_workers=workers,
-                        generator=generator, worker_init_fn=_seed_worker, pin_memory=pin_memory,
-                        prefetch_factor=4)
+    loader = DataLoader(
+        _BatchView(dataset),
+        sampler=batches,
+        batch_size=None,
+        num_workers=workers,
+        generator=generator,
+        worker_init_fn=_seed_worker,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+    )
     yield from loader
 
 
@@ -105,8 +116,11 @@ DEVICE_DATA_MAX_BYTES = 4 * 2**30  # auto keeps a set on the device only up to t
 def device_resident_ok(dataset: Any) -> bool:
     """An in-memory image tensor with a batch transform (TensorImageDataset), small enough for `auto`."""
     images = getattr(dataset, "images", None)
-    return (isinstance(images, torch.Tensor) and callable(getattr(dataset, "transform", None))
-            and images.numel() * images.element_size() <= DEVICE_DATA_MAX_BYTES)
+    return (
+        isinstance(images, torch.Tensor)
+        and callable(getattr(dataset, "transform", None))
+        and images.numel() * images.element_size() <= DEVICE_DATA_MAX_BYTES
+    )
 
 
 class DeviceData:
@@ -114,8 +128,10 @@ class DeviceData:
 
     def __init__(self, dataset: Any, device: torch.device) -> None:
         if not isinstance(getattr(dataset, "images", None), torch.Tensor):
-            raise ValueError(f"data_on_device: the training set ({type(dataset).__name__}) is not held in memory "
-                             "as one image tensor; use data_on_device: false (the worker path)")
+            raise ValueError(
+                f"data_on_device: the training set ({type(dataset).__name__}) is not held in memory "
+                "as one image tensor; use data_on_device: false (the worker path)"
+            )
         self.images = dataset.images.to(device)
         self.labels = dataset.labels.to(device)
         self.transform = dataset.transform
@@ -124,13 +140,16 @@ class DeviceData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def epoch_indices(self, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
-                      min_last: int = 2) -> list[torch.Tensor]:
+    def epoch_indices(
+        self, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1, min_last: int = 2
+    ) -> list[torch.Tensor]:
         """`epoch_batches` as index tensors on the device: the same permutation, uploaded once per epoch."""
         n = len(self)
         perm = torch.randperm(n, generator=generator).to(self.device, non_blocking=True)
-        return [perm[s * batch_size:(s + 1) * batch_size][rank::world]
-                for s in range(steps_per_epoch(n, batch_size, min_last))]
+        return [
+            perm[s * batch_size : (s + 1) * batch_size][rank::world]
+            for s in range(steps_per_epoch(n, batch_size, min_last))
+        ]
 
     def batches(self, indices: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in indices:

@@ -19,8 +19,18 @@ from typing import Any, TextIO
 
 from samrepro.engine.checkpoint import atomic_write_text
 
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "eval_acc", "probe_ce_loss", "probe_aace_loss",
-                   "probe_ce_grad_norm", "probe_aace_grad_norm", "epoch_time_s")
+HISTORY_COLUMNS = (
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "eval_acc",
+    "probe_ce_loss",
+    "probe_aace_loss",
+    "probe_ce_grad_norm",
+    "probe_aace_grad_norm",
+    "epoch_time_s",
+)
 
 
 def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
@@ -40,7 +50,9 @@ def _fmt(v: Any) -> str:
 def read_history(path: str | Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return [{k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in r.items()} for r in rows]
+    return [
+        {k: (int(v) if k == "epoch" else (float(v) if v != "" else None)) for k, v in r.items()} for r in rows
+    ]
 
 
 def versions() -> dict[str, str]:
@@ -49,8 +61,12 @@ def versions() -> dict[str, str]:
 
     import samrepro
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "samrepro": samrepro.__version__}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "samrepro": samrepro.__version__,
+    }
     if torch.cuda.is_available():
         out["cuda"] = str(torch.version.cuda)
         out["cudnn"] = str(torch.backends.cudnn.version())
@@ -61,10 +77,18 @@ def provenance() -> dict[str, Any]:
     """Where and under which scheduler job the run happened (SLURM_JOB_ID for the cluster tests). A task of a
     SLURM array job (the slurm profile submits tune/train/evaluate as arrays) is `<array job id>_<task id>`,
     as squeue, sacct and scontrol name it; slurm_array_job_id / slurm_array_task_id hold the two parts."""
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID") or None, os.environ.get("SLURM_ARRAY_TASK_ID") or None
+    array_job, task = (
+        os.environ.get("SLURM_ARRAY_JOB_ID") or None,
+        os.environ.get("SLURM_ARRAY_TASK_ID") or None,
+    )
     job = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID") or None
-    return {"host": socket.gethostname(), "slurm_job_id": job, "slurm_array_job_id": array_job,
-            "slurm_array_task_id": task, "versions": versions()}
+    return {
+        "host": socket.gethostname(),
+        "slurm_job_id": job,
+        "slurm_array_job_id": array_job,
+        "slurm_array_task_id": task,
+        "versions": versions(),
+    }
 
 
 def resource_usage(device: Any = None) -> dict[str, float | None]:
@@ -100,8 +124,10 @@ class Progress:
             return
         width = 30
         done = int(width * step / max(steps, 1))
-        self.err.write(f"\r{self.label} epoch {epoch + 1}/{self.total} [{'#' * done}{'.' * (width - done)}] "
-                       f"{step}/{steps} loss {loss:.4f}")
+        self.err.write(
+            f"\r{self.label} epoch {epoch + 1}/{self.total} [{'#' * done}{'.' * (width - done)}] "
+            f"{step}/{steps} loss {loss:.4f}"
+        )
         self.err.flush()
 
     def epoch_line(self, row: dict[str, Any]) -> None:
@@ -113,8 +139,11 @@ class Progress:
             v = row.get(key)
             return "-" if v is None else format(v, spec)
 
-        print(f"{self.label} epoch {row['epoch']}/{self.total} lr {f('lr', '.4g')} loss {f('train_loss', '.4f')} "
-              f"train_acc {f('train_acc', '.2f')} eval_acc {f('eval_acc', '.2f')} "
-              f"probe ce {f('probe_ce_loss', '.4f')} aace {f('probe_aace_loss', '.4f')} "
-              f"|g_ce| {f('probe_ce_grad_norm', '.4g')} |g_aace| {f('probe_aace_grad_norm', '.4g')} "
-              f"{f('epoch_time_s', '.2f')}s", flush=True)
+        print(
+            f"{self.label} epoch {row['epoch']}/{self.total} lr {f('lr', '.4g')} loss {f('train_loss', '.4f')} "
+            f"train_acc {f('train_acc', '.2f')} eval_acc {f('eval_acc', '.2f')} "
+            f"probe ce {f('probe_ce_loss', '.4f')} aace {f('probe_aace_loss', '.4f')} "
+            f"|g_ce| {f('probe_ce_grad_norm', '.4g')} |g_aace| {f('probe_aace_grad_norm', '.4g')} "
+            f"{f('epoch_time_s', '.2f')}s",
+            flush=True,
+        )

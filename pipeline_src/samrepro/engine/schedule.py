@@ -58,11 +58,17 @@ class LRSchedule:
         return self.last_lr
 
     def state_dict(self) -> dict[str, Any]:
-        return {"base_lrs": list(self.base_lrs), "cfg": dict(self.cfg), "steps_per_epoch": self.steps_per_epoch,
-                "last_lr": self.last_lr}
+        return {
+            "base_lrs": list(self.base_lrs),
+            "cfg": dict(self.cfg),
+            "steps_per_epoch": self.steps_per_epoch,
+            "last_lr": self.last_lr,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["base_lrs"]) != len(self.optimizer.param_groups):
-            raise ValueError("checkpoint scheduler has a different number of parameter groups; start a new run")
+            raise ValueError(
+                "checkpoint scheduler has a different number of parameter groups; start a new run"
+            )
         self.base_lrs = [float(x) for x in state["base_lrs"]]
         self.last_lr = float(state.get("last_lr", self.base_lrs[0]))

@@ -18,9 +18,12 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([(x * y).sum() for x, y in zip(a, b, strict=True)]).sum()
 
 
-def hessian_vector_product(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                           batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                           params: Sequence[torch.Tensor], vec: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def hessian_vector_product(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    params: Sequence[torch.Tensor],
+    vec: Sequence[torch.Tensor],
+) -> list[torch.Tensor]:
     """H v for the loss averaged over all samples of `batches` (each batch weighted by its size)."""
     total = sum(int(x.shape[0]) for x, _ in batches)
     out = [torch.zeros_like(p) for p in params]
@@ -39,10 +42,14 @@ def hessian_vector_product(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch
     return out
 
 
-def top_hessian_eigenvalue(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                           batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
-                           params: Sequence[torch.Tensor], iterations: int = 20, tol: float = 1e-3,
-                           seed: int = 0) -> float:
+def top_hessian_eigenvalue(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    params: Sequence[torch.Tensor],
+    iterations: int = 20,
+    tol: float = 1e-3,
+    seed: int = 0,
+) -> float:
     """Largest-magnitude Hessian eigenvalue by power iteration (stops early when λ changes < tol relatively).
 
     The start vector is drawn from a private generator (seeded), so the global RNG stream is not touched.

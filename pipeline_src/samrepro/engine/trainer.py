@@ -125,8 +125,14 @@ def build_network(cfg: dict[str, Any], setup: Any, bundle: Any) -> nn.Module:
 
     model_kw = dict(cfg["model"]["kwargs"])
     model_kw.setdefault("in_channels", int(bundle.input_shape[0]))
-    return Network.build(setup, cfg["model"]["name"], bundle.num_classes, embedding_dim=cfg["embedding_dim"],
-                         model_kw=model_kw, head_kw=dict(cfg["head"]["kwargs"]))
+    return Network.build(
+        setup,
+        cfg["model"]["name"],
+        bundle.num_classes,
+        embedding_dim=cfg["embedding_dim"],
+        model_kw=model_kw,
+        head_kw=dict(cfg["head"]["kwargs"]),
+    )
 
 
 def param_groups(net: nn.Module, setup: Any, weight_decay: float) -> list[dict[str, Any]]:
@@ -149,9 +155,15 @@ def load_data(cfg: dict[str, Any]) -> Any:
     from samrepro import data
 
     ds = cfg["dataset"]
-    return data.build(ds["name"], ds["root"], use_validation=cfg["phase"] == "tune",
-                      val_fraction=ds["val_fraction"], split_seed=ds["split_seed"], download=ds["download"],
-                      options=dict(ds["options"]))
+    return data.build(
+        ds["name"],
+        ds["root"],
+        use_validation=cfg["phase"] == "tune",
+        val_fraction=ds["val_fraction"],
+        split_seed=ds["split_seed"],
+        download=ds["download"],
+        options=dict(ds["options"]),
+    )
 
 
 def probe_batch(bundle: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,11 +177,13 @@ def probe_batch(bundle: Any, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def evaluate_epoch(net: nn.Module, bundle: Any, cfg: dict[str, Any], rt: Runtime) -> float:
     """eval_acc in percent: top-1 on the eval split (classification) or mean verification accuracy (face)."""
     if bundle.task == "face":
-        scores = verification_accuracy(net, bundle.verification, cfg["eval_batch_size"], rt.device, rt.amp,
-                                       rt.channels_last)
+        scores = verification_accuracy(
+            net, bundle.verification, cfg["eval_batch_size"], rt.device, rt.amp, rt.channels_last
+        )
         return mean_verification(scores)
-    return classification_accuracy(net, bundle.eval, cfg["eval_batch_size"], rt.device, rt.amp,
-                                   rt.channels_last)["top1"]
+    return classification_accuracy(
+        net, bundle.eval, cfg["eval_batch_size"], rt.device, rt.amp, rt.channels_last
+    )["top1"]
 
 
 def _label(cfg: dict[str, Any]) -> str:
@@ -183,7 +197,14 @@ def _zero_sums() -> dict[str, float]:
 
 def _zero_timing() -> dict[str, float]:
     """Timing counters; started_at is the Unix time the run first started (kept across resumes)."""
-    return {"train_s": 0.0, "images": 0.0, "epoch_s": 0.0, "resumes": 0.0, "wall_s": 0.0, "started_at": time.time()}
+    return {
+        "train_s": 0.0,
+        "images": 0.0,
+        "epoch_s": 0.0,
+        "resumes": 0.0,
+        "wall_s": 0.0,
+        "started_at": time.time(),
+    }
 
 
 @dataclass
@@ -201,14 +222,25 @@ class RunState:
     epoch_gen_state: torch.Tensor | None = None
 
     def to_checkpoint(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step": self.step, "history": list(self.history), "sums": dict(self.sums),
-                "timing": dict(self.timing), "loader_generator": self.epoch_gen_state}
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": list(self.history),
+            "sums": dict(self.sums),
+            "timing": dict(self.timing),
+            "loader_generator": self.epoch_gen_state,
+        }
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> RunState:
-        return cls(epoch=int(state["epoch"]), step=int(state["step"]), history=list(state["history"]),
-                   sums=dict(state["sums"]), timing=dict(state["timing"]),
-                   epoch_gen_state=state["loader_generator"])
+        return cls(
+            epoch=int(state["epoch"]),
+            step=int(state["step"]),
+            history=list(state["history"]),
+            sums=dict(state["sums"]),
+            timing=dict(state["timing"]),
+            epoch_gen_state=state["loader_generator"],
+        )
 
     def start_epoch(self) -> None:
         """A fresh epoch (step 0): zero the running sums and the epoch's time."""
@@ -280,8 +312,10 @@ def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
         _prepare_output(cfg, out)
     bundle = load_data(cfg)
     if bundle.task != setup.task:
-        raise ValueError(f"run config: setup={setup.name!r} is a {setup.task} setup but dataset "
-                         f"{cfg['dataset']['name']!r} is a {bundle.task} dataset; pick a matching pair")
+        raise ValueError(
+            f"run config: setup={setup.name!r} is a {setup.task} setup but dataset "
+            f"{cfg['dataset']['name']!r} is a {bundle.task} dataset; pick a matching pair"
+        )
     net, optimizer = build_model(cfg, setup, bundle, rt)
     steps = steps_per_epoch(len(bundle.train), cfg["batch_size"], min_last=2 * rt.dist.world)
     seed = int(cfg["seed"])
@@ -289,19 +323,36 @@ def prepare(cfg: dict[str, Any], out: Path, stop: StopFlag) -> Run:
     if rt.dist.rank > 0:  # augmentation/dropout streams differ per rank; the epoch order (generator) does not
         ckpt.seed_everything(seed + 7919 * rt.dist.rank)
     probe_x, probe_y = probe_batch(bundle, cfg["probe_batch_size"])
-    return Run(cfg=cfg, out=out, stop=stop, setup=setup, rt=rt, bundle=bundle, net=net, optimizer=optimizer,
-               schedule=LRSchedule(optimizer, cfg["schedule"], steps), generator=generator,
-               probe=(to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device)), steps=steps,
-               epochs=int(cfg["schedule"]["epochs"]), t_start=t_start, device_data=device_data(cfg, bundle, rt))
+    return Run(
+        cfg=cfg,
+        out=out,
+        stop=stop,
+        setup=setup,
+        rt=rt,
+        bundle=bundle,
+        net=net,
+        optimizer=optimizer,
+        schedule=LRSchedule(optimizer, cfg["schedule"], steps),
+        generator=generator,
+        probe=(to_device(probe_x, rt.device, rt.channels_last), probe_y.to(rt.device)),
+        steps=steps,
+        epochs=int(cfg["schedule"]["epochs"]),
+        t_start=t_start,
+        device_data=device_data(cfg, bundle, rt),
+    )
 
 
 def _check_run(cfg: dict[str, Any], setup: Any, world: int) -> None:
     if setup.two_pass and cfg["rho"] is None:
-        raise ValueError(f"run config: rho=None is invalid for setup {setup.name!r}: it perturbs the weights; "
-                         "set rho (e.g. 0.05)")
+        raise ValueError(
+            f"run config: rho=None is invalid for setup {setup.name!r}: it perturbs the weights; "
+            "set rho (e.g. 0.05)"
+        )
     if cfg["batch_size"] % world:
-        raise ValueError(f"run config: batch_size={cfg['batch_size']} must be divisible by the number of "
-                         f"processes ({world}); it is the global batch")
+        raise ValueError(
+            f"run config: batch_size={cfg['batch_size']} must be divisible by the number of "
+            f"processes ({world}); it is the global batch"
+        )
 
 
 def build_model(cfg: dict[str, Any], setup: Any, bundle: Any, rt: Runtime) -> tuple[nn.Module, Any]:
@@ -314,9 +365,16 @@ def build_model(cfg: dict[str, Any], setup: Any, bundle: Any, rt: Runtime) -> tu
     if rt.channels_last:
         net = net.to(memory_format=torch.channels_last)
     oc = cfg["optim"]
-    optimizer = build_optimizer(setup, param_groups(net, setup, oc["weight_decay"]), lr=oc["lr"],
-                                momentum=oc["momentum"], weight_decay=oc["weight_decay"],
-                                nesterov=oc["nesterov"], rho=cfg["rho"], asam=oc.get("asam"))
+    optimizer = build_optimizer(
+        setup,
+        param_groups(net, setup, oc["weight_decay"]),
+        lr=oc["lr"],
+        momentum=oc["momentum"],
+        weight_decay=oc["weight_decay"],
+        nesterov=oc["nesterov"],
+        rho=cfg["rho"],
+        asam=oc.get("asam"),
+    )
     return net, optimizer
 
 
@@ -324,13 +382,18 @@ def device_data(cfg: dict[str, Any], bundle: Any, rt: Runtime) -> DeviceData | N
     """`data_on_device`: true → the training set on the device (it must be in memory); auto → so on CUDA
     when it is in memory and small enough (`loader.device_resident_ok`); false → the worker path."""
     want = cfg["data_on_device"]
-    if want == "false" or (want == "auto" and not (rt.device.type == "cuda" and device_resident_ok(bundle.train))):
+    if want == "false" or (
+        want == "auto" and not (rt.device.type == "cuda" and device_resident_ok(bundle.train))
+    ):
         return None
     data = DeviceData(bundle.train, rt.device)
     if rt.dist.is_main:
         mib = data.images.numel() * data.images.element_size() / 2**20
-        print(f"{_label(cfg)} data: {len(data)} training images ({mib:.0f} MiB) resident on {rt.device}, "
-              "augmented there (workers unused)", flush=True)
+        print(
+            f"{_label(cfg)} data: {len(data)} training images ({mib:.0f} MiB) resident on {rt.device}, "
+            "augmented there (workers unused)",
+            flush=True,
+        )
     return data
 
 
@@ -350,8 +413,10 @@ def restore(run: Run) -> RunState:
         return RunState(epoch_gen_state=run.generator.get_state())
     saved = ckpt.torch_load(run.ck_path)
     if saved.get("resume_hash") != resume_hash(run.cfg):
-        raise ValueError(f"{run.ck_path} was written by a run with a different configuration; delete it (or use "
-                         "another --out folder) to start this run afresh")
+        raise ValueError(
+            f"{run.ck_path} was written by a run with a different configuration; delete it (or use "
+            "another --out folder) to start this run afresh"
+        )
     run.net.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
     run.schedule.load_state_dict(saved["scheduler"])
@@ -360,8 +425,11 @@ def restore(run: Run) -> RunState:
     _restore_rng(run, saved["rng"], state.epoch)
     run.wall_base = float(state.timing.get("wall_s", 0.0))
     if run.info.is_main:
-        print(f"{_label(run.cfg)} resuming at epoch {state.epoch + 1}, step {state.step} "
-              f"(resume #{int(state.timing['resumes'])})", flush=True)
+        print(
+            f"{_label(run.cfg)} resuming at epoch {state.epoch + 1}, step {state.step} "
+            f"(resume #{int(state.timing['resumes'])})",
+            flush=True,
+        )
     return state
 
 
@@ -403,27 +471,46 @@ def _epoch_batches(run: Run, state: RunState) -> Iterator[tuple[torch.Tensor, to
     """The epoch's batches from state.step on, augmented, on the training device (channels_last if set)."""
     cfg, info, rt = run.cfg, run.info, run.rt
     if run.device_data is not None:
-        idx = run.device_data.epoch_indices(cfg["batch_size"], run.generator, info.rank, info.world,
-                                            min_last=2 * info.world)
-        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = run.device_data.batches(idx[state.step:])
+        idx = run.device_data.epoch_indices(
+            cfg["batch_size"], run.generator, info.rank, info.world, min_last=2 * info.world
+        )
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = run.device_data.batches(idx[state.step :])
     else:
-        order = epoch_batches(len(run.bundle.train), cfg["batch_size"], run.generator, info.rank, info.world,
-                              min_last=2 * info.world)
-        batches = iterate_train(run.bundle.train, order[state.step:], cfg["workers"], run.generator,
-                                pin_memory=rt.device.type == "cuda")
+        order = epoch_batches(
+            len(run.bundle.train),
+            cfg["batch_size"],
+            run.generator,
+            info.rank,
+            info.world,
+            min_last=2 * info.world,
+        )
+        batches = iterate_train(
+            run.bundle.train,
+            order[state.step :],
+            cfg["workers"],
+            run.generator,
+            pin_memory=rt.device.type == "cuda",
+        )
     for x, y in batches:
         yield to_device(x, rt.device, rt.channels_last), y.to(rt.device, non_blocking=True)
 
 
-def _step(run: Run, state: RunState, train_step: Any, x: torch.Tensor, y: torch.Tensor,
-          window: StepWindow) -> None:
+def _step(
+    run: Run, state: RunState, train_step: Any, x: torch.Tensor, y: torch.Tensor, window: StepWindow
+) -> None:
     """One training step at the scheduled learning rate; its loss and hits go to the window (no host read)."""
     run.schedule.set(state.epoch, state.step)
     if run.info.enabled and run.setup.two_pass and not run.cfg["ddp_sync_perturbation"]:
         run.train_net.skip_next_sync()
     with autocast(run.rt.device, run.rt.amp):
-        result = train_step(run.train_net, run.optimizer, run.setup, x, y,
-                            label_smoothing=float(run.cfg["optim"]["label_smoothing"]))
+        result = train_step(
+            run.train_net,
+            run.optimizer,
+            run.setup,
+            x,
+            y,
+            label_smoothing=float(run.cfg["optim"]["label_smoothing"]),
+        )
     window.record(result.loss, result.logits, y)
 
 
@@ -435,14 +522,19 @@ def _sync(run: Run, state: RunState, window: StepWindow, progress: Progress) -> 
     rows, agreed = window.drain(_agreement(run, window))
     for i, (loss, correct, n) in enumerate(rows):
         if not math.isfinite(loss):
-            raise _diverged(run, state, f"is {loss} at epoch {state.epoch + 1}, step {checked_from + i + 1}/"
-                                        f"{run.steps}", checked_from)
+            raise _diverged(
+                run,
+                state,
+                f"is {loss} at epoch {state.epoch + 1}, step {checked_from + i + 1}/{run.steps}",
+                checked_from,
+            )
         state.sums["loss"] += loss * n
         state.sums["correct"] += correct
         state.sums["count"] += n
     if agreed and agreed[1] > 0:
-        raise _diverged(run, state, f"became NaN/inf on another process at epoch {state.epoch + 1}",
-                        checked_from)
+        raise _diverged(
+            run, state, f"became NaN/inf on another process at epoch {state.epoch + 1}", checked_from
+        )
     if rows:
         progress.bar(state.epoch, state.step, run.steps, rows[-1][0])
     return agreed[0] > 0 if agreed else run.stop.requested
@@ -469,29 +561,44 @@ def _preempt(run: Run, state: RunState, where: str, save: bool = True) -> None:
     if save:
         state.timing["wall_s"] = run.wall_s()
         save_checkpoint(run, state)
-    raise PreemptedError(f"{_label(run.cfg)} stopped by signal {run.stop.signum} {where}; checkpoint saved to "
-                         f"{run.ck_path}; run again to resume")
+    raise PreemptedError(
+        f"{_label(run.cfg)} stopped by signal {run.stop.signum} {where}; checkpoint saved to "
+        f"{run.ck_path}; run again to resume"
+    )
 
 
 def _diverged(run: Run, state: RunState, what: str, checked_from: int) -> TrainingDivergedError:
     """`what`: the bad value and where; the host check covered the steps checked_from+1..state.step."""
-    kept = (f"the last good checkpoint ({run.ck_path}) is kept" if run.ck_path.exists()
-            else "no epoch had completed, so no checkpoint was written")
+    kept = (
+        f"the last good checkpoint ({run.ck_path}) is kept"
+        if run.ck_path.exists()
+        else "no epoch had completed, so no checkpoint was written"
+    )
     return TrainingDivergedError(
         f"setup {run.setup.name!r} (seed {run.cfg['seed']}, rho {run.cfg['rho']}): the training loss {what} "
         f"(found by the host check of steps {checked_from + 1}-{state.step}; sync_every={run.cfg['sync_every']}); "
-        f"training stopped and {kept}. Lower optim.lr or rho, or add warmup (schedule.warmup_epochs).")
+        f"training stopped and {kept}. Lower optim.lr or rho, or add warmup (schedule.warmup_epochs)."
+    )
 
 
 def save_checkpoint(run: Run, state: RunState) -> None:
     """checkpoint.pt: the run state, weights, optimizer, schedule, every rank's RNGs, the config's hashes."""
     rng = D.gather_objects(ckpt.capture_rng(), run.info)
     if run.info.is_main:
-        ckpt.atomic_torch_save(run.ck_path, {
-            "format": CHECKPOINT_FORMAT, **state.to_checkpoint(), "model": run.net.state_dict(),
-            "optimizer": run.optimizer.state_dict(), "scheduler": run.schedule.state_dict(), "rng": rng,
-            "resume_hash": resume_hash(run.cfg), "config_hash": config_hash(run.cfg),
-            "world_size": run.info.world})
+        ckpt.atomic_torch_save(
+            run.ck_path,
+            {
+                "format": CHECKPOINT_FORMAT,
+                **state.to_checkpoint(),
+                "model": run.net.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.schedule.state_dict(),
+                "rng": rng,
+                "resume_hash": resume_hash(run.cfg),
+                "config_hash": config_hash(run.cfg),
+                "world_size": run.info.world,
+            },
+        )
     D.barrier(run.info)
 
 
@@ -515,14 +622,20 @@ def end_of_epoch(run: Run, state: RunState, progress: Progress) -> None:
 def _epoch_row(run: Run, state: RunState) -> dict[str, Any]:
     cfg, rt, bundle = run.cfg, run.rt, run.bundle
     sums = state.sums
-    loss_sum, correct, count = D.all_reduce_sum([sums["loss"], sums["correct"], sums["count"]], run.info,
-                                                rt.device)
-    row: dict[str, Any] = {"epoch": state.epoch + 1, "lr": run.schedule.last_lr, "train_loss": loss_sum / count,
-                           "train_acc": 100.0 * correct / count}
+    loss_sum, correct, count = D.all_reduce_sum(
+        [sums["loss"], sums["correct"], sums["count"]], run.info, rt.device
+    )
+    row: dict[str, Any] = {
+        "epoch": state.epoch + 1,
+        "lr": run.schedule.last_lr,
+        "train_loss": loss_sum / count,
+        "train_acc": 100.0 * correct / count,
+    }
     if run.info.is_main:
         if bundle.task == "face":  # margin logits understate it (the margin penalizes the true class)
-            row["train_acc"] = face_train_accuracy(run.net, bundle.train_eval, cfg["eval_batch_size"], rt.device,
-                                                   rt.amp, rt.channels_last)
+            row["train_acc"] = face_train_accuracy(
+                run.net, bundle.train_eval, cfg["eval_batch_size"], rt.device, rt.amp, rt.channels_last
+            )
         row["eval_acc"] = evaluate_epoch(run.net, bundle, cfg, rt)
         row.update(probe(run.net, *run.probe))
     row["epoch_time_s"] = state.timing["epoch_s"]
@@ -540,34 +653,67 @@ def finish(run: Run, state: RunState) -> dict[str, Any]:
     return metrics
 
 
-def finalize(cfg: dict[str, Any], out: Path, net: nn.Module, bundle: Any, history: list[dict[str, Any]],
-             timing: dict[str, float], rt: Runtime) -> dict[str, Any]:
+def finalize(
+    cfg: dict[str, Any],
+    out: Path,
+    net: nn.Module,
+    bundle: Any,
+    history: list[dict[str, Any]],
+    timing: dict[str, float],
+    rt: Runtime,
+) -> dict[str, Any]:
     """model.pt (weights + what evaluate needs to rebuild the net) and metrics.json."""
     last = history[-1]
-    ckpt.atomic_torch_save(out / MODEL, {"model": net.state_dict(), "config": cfg, "task": bundle.task,
-                                         "num_classes": bundle.num_classes,
-                                         "input_shape": tuple(bundle.input_shape)})
+    ckpt.atomic_torch_save(
+        out / MODEL,
+        {
+            "model": net.state_dict(),
+            "config": cfg,
+            "task": bundle.task,
+            "num_classes": bundle.num_classes,
+            "input_shape": tuple(bundle.input_shape),
+        },
+    )
     prov = provenance()
     metrics = {
-        "study": cfg["study"], "experiment": cfg["experiment"], "setup": cfg["setup"], "seed": cfg["seed"],
-        "rho": cfg["rho"], "phase": cfg["phase"], "epochs": int(cfg["schedule"]["epochs"]),
-        "task": bundle.task, "dataset": cfg["dataset"]["name"], "model": cfg["model"]["name"],
+        "study": cfg["study"],
+        "experiment": cfg["experiment"],
+        "setup": cfg["setup"],
+        "seed": cfg["seed"],
+        "rho": cfg["rho"],
+        "phase": cfg["phase"],
+        "epochs": int(cfg["schedule"]["epochs"]),
+        "task": bundle.task,
+        "dataset": cfg["dataset"]["name"],
+        "model": cfg["model"]["name"],
         "eval_split": "val" if cfg["phase"] == "tune" else "test",
-        "train_loss": last["train_loss"], "train_acc": last["train_acc"], "eval_acc": last["eval_acc"],
+        "train_loss": last["train_loss"],
+        "train_acc": last["train_acc"],
+        "eval_acc": last["eval_acc"],
         "selection_score": last["eval_acc"],
-        "probe_ce_loss": last.get("probe_ce_loss"), "probe_aace_loss": last.get("probe_aace_loss"),
+        "probe_ce_loss": last.get("probe_ce_loss"),
+        "probe_aace_loss": last.get("probe_aace_loss"),
         "probe_ce_grad_norm": last.get("probe_ce_grad_norm"),
         "probe_aace_grad_norm": last.get("probe_aace_grad_norm"),
         "wall_time_s": timing["wall_s"],
         "train_time_s": timing["train_s"],
         "images_per_s": timing["images"] / timing["train_s"] if timing["train_s"] > 0 else None,
         "resumes": int(timing.get("resumes", 0)),
-        "device": rt.device.type, "device_name": _device_name(rt.device), "amp": "bf16" if rt.amp else "off",
-        "world_size": rt.dist.world, "channels_last": rt.channels_last, "sync_every": int(cfg["sync_every"]),
-        "data_on_device": cfg["data_on_device"], **resource_usage(rt.device),
-        "start_time": timing.get("started_at"), "end_time": time.time(),  # Unix s: the MLflow run's span
-        "versions": prov["versions"], "slurm_job_id": prov["slurm_job_id"], "host": prov["host"],
-        "slurm_array_job_id": prov["slurm_array_job_id"], "slurm_array_task_id": prov["slurm_array_task_id"],
+        "device": rt.device.type,
+        "device_name": _device_name(rt.device),
+        "amp": "bf16" if rt.amp else "off",
+        "world_size": rt.dist.world,
+        "channels_last": rt.channels_last,
+        "sync_every": int(cfg["sync_every"]),
+        "data_on_device": cfg["data_on_device"],
+        **resource_usage(rt.device),
+        "start_time": timing.get("started_at"),
+        "end_time": time.time(),  # Unix s: the MLflow run's span
+        "versions": prov["versions"],
+        "slurm_job_id": prov["slurm_job_id"],
+        "host": prov["host"],
+        "slurm_array_job_id": prov["slurm_array_job_id"],
+        "slurm_array_task_id": prov["slurm_array_task_id"],
         "config_hash": config_hash(cfg),
     }
     ckpt.atomic_write_json(out / METRICS, metrics)

@@ -37,7 +37,9 @@ class AdaFace(nn.Module):
     ) -> None:
         super().__init__()
         if s <= 0 or m < 0 or h <= 0 or not 0 < t_alpha <= 1:
-            raise ValueError(f"AdaFace needs s > 0, m ≥ 0, h > 0, 0 < t_alpha ≤ 1; got s={s}, m={m}, h={h}, t_alpha={t_alpha}.")
+            raise ValueError(
+                f"AdaFace needs s > 0, m ≥ 0, h > 0, 0 < t_alpha ≤ 1; got s={s}, m={m}, h={h}, t_alpha={t_alpha}."
+            )
         self.embedding_dim, self.num_classes = embedding_dim, num_classes
         self.s, self.m, self.h, self.t_alpha, self.eps = s, m, h, t_alpha, eps
         self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
@@ -59,7 +61,11 @@ class AdaFace(nn.Module):
             norms = at_least_fp32(embeddings.detach()).norm(dim=1).clamp(0.001, 100.0)
             if self.training and self.update_stats:
                 self._update_ema(norms)
-            n_hat = ((norms - self.batch_mean.to(norms.dtype)) / (self.batch_std.to(norms.dtype) + self.eps) * self.h).clamp(-1.0, 1.0)
+            n_hat = (
+                (norms - self.batch_mean.to(norms.dtype))
+                / (self.batch_std.to(norms.dtype) + self.eps)
+                * self.h
+            ).clamp(-1.0, 1.0)
             cos = cosine_matrix(embeddings, self.weight).clamp(-1.0 + self.eps, 1.0 - self.eps)
             idx = labels.unsqueeze(1)
             theta_y = torch.acos(cos.gather(1, idx)).squeeze(1)

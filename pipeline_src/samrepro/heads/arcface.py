@@ -23,7 +23,9 @@ from ._common import check_embeddings_labels, cosine_matrix, init_class_weight
 class ArcFace(nn.Module):
     """Additive angular margin: s·cos(θ_y + m) on the true class, s·cos θ elsewhere."""
 
-    def __init__(self, embedding_dim: int, num_classes: int, s: float = 64.0, m: float = 0.5, eps: float = 1e-7) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, s: float = 64.0, m: float = 0.5, eps: float = 1e-7
+    ) -> None:
         super().__init__()
         if s <= 0 or m < 0:
             raise ValueError(f"ArcFace needs s > 0 and m ≥ 0; got s={s}, m={m}.")

@@ -12,7 +12,9 @@ def check_logits_target(logits: Tensor, target: Tensor, *, name: str = "logits")
     Label range is not checked here (it would need a device sync on GPU); torch's gather raises on it.
     """
     if logits.dim() != 2:
-        raise ValueError(f"{name} must have shape (N, C); got {tuple(logits.shape)}. Flatten the batch first.")
+        raise ValueError(
+            f"{name} must have shape (N, C); got {tuple(logits.shape)}. Flatten the batch first."
+        )
     if logits.shape[1] < 2:
         raise ValueError(f"{name} needs at least 2 classes (C ≥ 2); got C={logits.shape[1]}.")
     if target.dim() != 1 or target.shape[0] != logits.shape[0]:
@@ -21,4 +23,6 @@ def check_logits_target(logits: Tensor, target: Tensor, *, name: str = "logits")
             "Pass integer labels, not one-hot vectors."
         )
     if target.dtype.is_floating_point or target.dtype == bool or target.is_complex():
-        raise ValueError(f"target must hold integer class indices; got dtype {target.dtype}. Use target.long().")
+        raise ValueError(
+            f"target must hold integer class indices; got dtype {target.dtype}. Use target.long()."
+        )

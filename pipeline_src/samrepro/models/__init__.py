@@ -23,12 +23,20 @@ def _wrn28_10(num_classes: int, *, dropout: float = 0.0, in_channels: int = 3) -
     return WideResNet(28, 10, num_classes, dropout, in_channels)
 
 
-def _wrn(num_classes: int, *, depth: int = 28, width: int = 10, dropout: float = 0.0, in_channels: int = 3) -> nn.Module:
+def _wrn(
+    num_classes: int, *, depth: int = 28, width: int = 10, dropout: float = 0.0, in_channels: int = 3
+) -> nn.Module:
     return WideResNet(depth, width, num_classes, dropout, in_channels)
 
 
 def _pyramidnet(
-    num_classes: int, *, depth: int = 110, alpha: float = 48, bottleneck: bool = False, in_channels: int = 3, dropout: float = 0.0
+    num_classes: int,
+    *,
+    depth: int = 110,
+    alpha: float = 48,
+    bottleneck: bool = False,
+    in_channels: int = 3,
+    dropout: float = 0.0,
 ) -> nn.Module:
     return PyramidNet(depth, alpha, num_classes, bottleneck, in_channels, dropout)
 
@@ -48,7 +56,9 @@ def _resnet50(num_classes: int, *, in_channels: int = 3, dropout: float = 0.0) -
 
 
 def _iresnet(name: str) -> Callable[..., nn.Module]:
-    def make(num_classes: int, *, dropout: float = 0.0, in_channels: int = 3, input_size: int = 112) -> nn.Module:
+    def make(
+        num_classes: int, *, dropout: float = 0.0, in_channels: int = 3, input_size: int = 112
+    ) -> nn.Module:
         return IResNet(LAYERS[name], num_classes, dropout, in_channels, input_size)
 
     make.__name__ = f"_{name}"
@@ -74,12 +84,16 @@ def build(name: str, num_classes: int, **kw: Any) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"model={name!r} is unknown; use one of {', '.join(MODELS)}.")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes={num_classes!r} must be a positive integer (embedding dim for face backbones).")
+        raise ValueError(
+            f"num_classes={num_classes!r} must be a positive integer (embedding dim for face backbones)."
+        )
     fn = MODELS[name]
     allowed = [p for p in inspect.signature(fn).parameters if p != "num_classes"]
     unknown = sorted(set(kw) - set(allowed))
     if unknown:
-        raise ValueError(f"model {name!r} does not take {', '.join(unknown)}; its options are {', '.join(allowed)}.")
+        raise ValueError(
+            f"model {name!r} does not take {', '.join(unknown)}; its options are {', '.join(allowed)}."
+        )
     return fn(num_classes, **kw)
 
 
@@ -88,4 +102,13 @@ def count_parameters(net: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MODELS", "IResNet", "Network", "PyramidNet", "SmallCNN", "WideResNet", "build", "count_parameters"]
+__all__ = [
+    "MODELS",
+    "IResNet",
+    "Network",
+    "PyramidNet",
+    "SmallCNN",
+    "WideResNet",
+    "build",
+    "count_parameters",
+]

@@ -12,7 +12,12 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-LAYERS = {"iresnet18": (2, 2, 2, 2), "iresnet34": (3, 4, 6, 3), "iresnet50": (3, 4, 14, 3), "iresnet100": (3, 13, 30, 3)}
+LAYERS = {
+    "iresnet18": (2, 2, 2, 2),
+    "iresnet34": (3, 4, 6, 3),
+    "iresnet50": (3, 4, 14, 3),
+    "iresnet100": (3, 13, 30, 3),
+}
 
 
 class _IBasicBlock(nn.Module):
@@ -40,13 +45,22 @@ class IResNet(nn.Module):
     """Face-embedding IResNet for 112×112 inputs; outputs ``embedding_dim``-d (un-normalized) embeddings."""
 
     def __init__(
-        self, layers: tuple[int, ...], embedding_dim: int = 512, dropout: float = 0.0, in_channels: int = 3, input_size: int = 112
+        self,
+        layers: tuple[int, ...],
+        embedding_dim: int = 512,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+        input_size: int = 112,
     ) -> None:
         super().__init__()
         if input_size % 16 != 0:
-            raise ValueError(f"IResNet input_size={input_size} must be a multiple of 16 (112 for face crops).")
+            raise ValueError(
+                f"IResNet input_size={input_size} must be a multiple of 16 (112 for face crops)."
+            )
         widths = (64, 128, 256, 512)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64, eps=1e-5), nn.PReLU(64))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64, eps=1e-5), nn.PReLU(64)
+        )
         blocks: list[nn.Module] = []
         c_in = 64
         for width, n in zip(widths, layers, strict=True):

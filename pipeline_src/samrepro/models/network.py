@@ -51,6 +51,8 @@ class Network(nn.Module):
         if setup.task != "face":
             raise ValueError(f"setup {setup.name!r}: task={setup.task!r} is not classification | face.")
         if not embedding_dim or embedding_dim < 1:
-            raise ValueError(f"setup {setup.name!r} is a face setup: set embedding_dim (e.g. 512); got {embedding_dim!r}.")
+            raise ValueError(
+                f"setup {setup.name!r} is a face setup: set embedding_dim (e.g. 512); got {embedding_dim!r}."
+            )
         backbone = build_model(model_name, embedding_dim, **model_kw)
         return cls(backbone, heads.build(setup.head, embedding_dim, num_classes, **head_kw))

@@ -50,7 +50,13 @@ class PyramidNet(nn.Module):
     """PyramidNet-depth (α = ``alpha``); ``bottleneck`` picks the block type."""
 
     def __init__(
-        self, depth: int = 110, alpha: float = 48, num_classes: int = 10, bottleneck: bool = False, in_channels: int = 3, dropout: float = 0.0
+        self,
+        depth: int = 110,
+        alpha: float = 48,
+        num_classes: int = 10,
+        bottleneck: bool = False,
+        in_channels: int = 3,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         per = 9 if bottleneck else 6

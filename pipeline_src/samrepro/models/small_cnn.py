@@ -13,7 +13,9 @@ from torch import Tensor
 
 
 def _conv(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
 
 
 class SmallCNN(nn.Module):
@@ -23,7 +25,9 @@ class SmallCNN(nn.Module):
         super().__init__()
         if width < 1:
             raise ValueError(f"small_cnn width={width} must be ≥ 1.")
-        self.features = nn.Sequential(_conv(in_channels, width, 1), _conv(width, 2 * width, 2), _conv(2 * width, 4 * width, 2))
+        self.features = nn.Sequential(
+            _conv(in_channels, width, 1), _conv(width, 2 * width, 2), _conv(2 * width, 4 * width, 2)
+        )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(4 * width * 4, num_classes)
 

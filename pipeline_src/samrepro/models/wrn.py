@@ -35,7 +35,14 @@ class _WideBlock(nn.Module):
 class WideResNet(nn.Module):
     """WRN-depth-width for 32×32-ish inputs (any size works: global average pooling)."""
 
-    def __init__(self, depth: int = 28, width: int = 10, num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        depth: int = 28,
+        width: int = 10,
+        num_classes: int = 10,
+        dropout: float = 0.0,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
             raise ValueError(f"WideResNet depth={depth} must be 6n + 4 with n ≥ 1 (e.g. 16, 22, 28, 40).")
@@ -47,7 +54,14 @@ class WideResNet(nn.Module):
         layers: list[nn.Module] = []
         for g, stride in enumerate((1, 2, 2)):
             for i in range(n):
-                layers.append(_WideBlock(widths[g] if i == 0 else widths[g + 1], widths[g + 1], stride if i == 0 else 1, dropout))
+                layers.append(
+                    _WideBlock(
+                        widths[g] if i == 0 else widths[g + 1],
+                        widths[g + 1],
+                        stride if i == 0 else 1,
+                        dropout,
+                    )
+                )
         self.blocks = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(widths[3])
         self.fc = nn.Linear(widths[3], num_classes)

@@ -56,7 +56,9 @@ class SAM(Optimizer):
         **base_kwargs: Any,
     ) -> None:
         if perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation={perturbation!r} is unknown; use one of {', '.join(PERTURBATIONS)}.")
+            raise ValueError(
+                f"perturbation={perturbation!r} is unknown; use one of {', '.join(PERTURBATIONS)}."
+            )
         _check_rho(rho)
         if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, Optimizer)):
             raise ValueError(
@@ -72,7 +74,9 @@ class SAM(Optimizer):
         for group in self.param_groups:
             _check_rho(group["rho"])
             if group["perturbation"] != perturbation:
-                raise ValueError("all parameter groups must use the same perturbation; set it on SAM, not per group.")
+                raise ValueError(
+                    "all parameter groups must use the same perturbation; set it on SAM, not per group."
+                )
         self.perturbation = perturbation
         self.asam_eta = float(asam_eta)
         self.asam_scope = asam_scope
@@ -137,7 +141,9 @@ class SAM(Optimizer):
     def _asam_step(self, groups: list[tuple[dict[str, Any], list[Tensor], list[Tensor]]]) -> None:
         """w ← w + ρ T² g / ‖T g‖: scaled tensors get T = |w| + η, the others (1-D under scope "weights") T = 1."""
         split = [self._asam_split(params, grads) for _, params, grads in groups]
-        ts = [torch._foreach_add(torch._foreach_abs(wp), self.asam_eta) if wp else [] for wp, _, _, _ in split]
+        ts = [
+            torch._foreach_add(torch._foreach_abs(wp), self.asam_eta) if wp else [] for wp, _, _, _ in split
+        ]
         tgs = [torch._foreach_mul(wg, t) if wg else [] for (_, wg, _, _), t in zip(split, ts, strict=True)]
         norm = _global_norm([v for tg, (_, _, _, ug) in zip(tgs, split, strict=True) for v in (*tg, *ug)])
         for (group, params, _), (wp, _, up, ug), t, tg in zip(groups, split, ts, tgs, strict=True):
@@ -172,7 +178,9 @@ class SAM(Optimizer):
     def step(self, closure=None):  # type: ignore[override]
         """Closure form: ``closure`` re-evaluates the loss with grads enabled (it must call backward)."""
         if closure is None:
-            raise ValueError("SAM.step needs a closure that recomputes the loss; or call first_step/second_step.")
+            raise ValueError(
+                "SAM.step needs a closure that recomputes the loss; or call first_step/second_step."
+            )
         closure = torch.enable_grad()(closure)
         self.first_step(zero_grad=True)
         loss = closure()
@@ -182,7 +190,9 @@ class SAM(Optimizer):
     # ------------------------------------------------------------------ checkpointing
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         if self._perturbed:
-            raise RuntimeError("state_dict() between first_step and second_step would save perturbed weights' step.")
+            raise RuntimeError(
+                "state_dict() between first_step and second_step would save perturbed weights' step."
+            )
         return self.base_optimizer.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]

@@ -37,7 +37,9 @@ def build_optimizer(
     if setup.perturbation == "none":
         return torch.optim.SGD(params_or_groups, **sgd_kw)
     if rho is None:
-        raise ValueError(f"setup {setup.name!r} needs rho (its perturbation radius); got None. Set rho in the run config.")
+        raise ValueError(
+            f"setup {setup.name!r} needs rho (its perturbation radius); got None. Set rho in the run config."
+        )
     _check_rho(rho)
     extra = {}
     if setup.perturbation == "asam" and asam:

@@ -46,7 +46,9 @@ def update_loss_fn(setup: Setup, label_smoothing: float = 0.1) -> LossFn:
         return lambda z, y: smooth_ce(z, y, alpha=label_smoothing)
     if setup.update_loss in ("ce", "margin"):
         return cross_entropy
-    raise ValueError(f"setup {setup.name!r}: update_loss={setup.update_loss!r} is not ce | smooth_ce | margin.")
+    raise ValueError(
+        f"setup {setup.name!r}: update_loss={setup.update_loss!r} is not ce | smooth_ce | margin."
+    )
 
 
 def perturbation_loss_fn(setup: Setup) -> LossFn:
@@ -68,7 +70,10 @@ def _stat_modules(net: nn.Module) -> tuple[list[_BatchNorm], list[nn.Module]]:
     cached = _STAT_MODULES.get(net)
     if cached is None:
         mods = list(net.modules())
-        cached = ([m for m in mods if isinstance(m, _BatchNorm)], [m for m in mods if hasattr(m, "update_stats")])
+        cached = (
+            [m for m in mods if isinstance(m, _BatchNorm)],
+            [m for m in mods if hasattr(m, "update_stats")],
+        )
         _STAT_MODULES[net] = cached
     return cached
 
@@ -111,7 +116,9 @@ def train_step(
         return StepResult(loss.detach(), logits.detach())
 
     if not isinstance(optimizer, SAM):
-        raise ValueError(f"setup {setup.name!r} is two-pass and needs a samrepro.optim.SAM optimizer; got {type(optimizer).__name__}.")
+        raise ValueError(
+            f"setup {setup.name!r} is two-pass and needs a samrepro.optim.SAM optimizer; got {type(optimizer).__name__}."
+        )
     perturb_loss = perturbation_loss_fn(setup)
     optimizer.zero_grad(set_to_none=True)
     logits = net(inputs, targets)

@@ -18,8 +18,17 @@ from samrepro.track.runs import RunRecord, flatten_eval
 # metrics.json entries worth a column (the rest are provenance); eval.json's figures all are
 RUN_METRICS = ("train_loss", "eval_acc", "wall_time_s", "images_per_s")
 PRIMARY = {"classification": "test_top1", "face": "verification_mean"}
-__all__ = ["PRIMARY", "comparison_table", "fmt_cell", "fmt_mean_std", "fmt_p", "paper_value", "runs_frame",
-           "summarize", "welch_p"]
+__all__ = [
+    "PRIMARY",
+    "comparison_table",
+    "fmt_cell",
+    "fmt_mean_std",
+    "fmt_p",
+    "paper_value",
+    "runs_frame",
+    "summarize",
+    "welch_p",
+]
 
 
 def baselines() -> dict[str, str | None]:
@@ -33,12 +42,23 @@ def runs_frame(runs: Iterable[RunRecord]) -> pd.DataFrame:
     """Long table: one row per (experiment, setup, seed, metric) of the final runs."""
     rows = []
     for r in runs:
-        values = {k: float(r.metrics[k]) for k in RUN_METRICS
-                  if isinstance(r.metrics.get(k), (int, float)) and not isinstance(r.metrics.get(k), bool)}
+        values = {
+            k: float(r.metrics[k])
+            for k in RUN_METRICS
+            if isinstance(r.metrics.get(k), (int, float)) and not isinstance(r.metrics.get(k), bool)
+        }
         values.update(flatten_eval(r.evaluation))  # eval.json wins (e.g. its clean train_acc)
         for metric, value in values.items():
-            rows.append({"experiment": r.experiment, "setup": r.setup, "seed": r.seed, "rho": r.rho,
-                         "metric": metric, "value": value})
+            rows.append(
+                {
+                    "experiment": r.experiment,
+                    "setup": r.setup,
+                    "seed": r.seed,
+                    "rho": r.rho,
+                    "metric": metric,
+                    "value": value,
+                }
+            )
     return pd.DataFrame(rows, columns=["experiment", "setup", "seed", "rho", "metric", "value"])
 
 
@@ -73,8 +93,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def comparison_table(frame: pd.DataFrame, experiments: Mapping[str, Mapping[str, Any]],
-                     paper: Mapping[str, Any]) -> pd.DataFrame:
+def comparison_table(
+    frame: pd.DataFrame, experiments: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Any]
+) -> pd.DataFrame:
     """summary + paper mean/std/label + difference (ours − paper) + baseline, its mean and the Welch p-value."""
     summary = summarize(frame)
     if summary.empty:
@@ -85,9 +106,17 @@ def comparison_table(frame: pd.DataFrame, experiments: Mapping[str, Mapping[str,
     records = []
     for row in summary.to_dict("records"):
         exp_cfg = experiments.get(row["experiment"], {})
-        rec = {**row, "rho": rhos.get((row["experiment"], row["setup"])), "paper": math.nan,
-               "paper_std": math.nan, "paper_label": "", "diff": math.nan, "baseline": "",
-               "baseline_mean": math.nan, "p_value": math.nan}
+        rec = {
+            **row,
+            "rho": rhos.get((row["experiment"], row["setup"])),
+            "paper": math.nan,
+            "paper_std": math.nan,
+            "paper_label": "",
+            "diff": math.nan,
+            "baseline": "",
+            "baseline_mean": math.nan,
+            "p_value": math.nan,
+        }
         for ref in exp_cfg.get("paper", []):
             if ref["metric"] != row["metric"]:
                 continue

@@ -19,7 +19,9 @@ CLAIM_METRICS = {
 }
 
 
-def paper_value(paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str) -> tuple[float, float | None] | None:
+def paper_value(
+    paper: Mapping[str, Any], ref: Mapping[str, Any], setup: str
+) -> tuple[float, float | None] | None:
     """(mean, std or None) the paper publishes for `setup` under `ref` (schema $defs/paper_ref), in accuracy %."""
     node: Any = paper
     for part in ref["path"].split("."):
@@ -58,8 +60,10 @@ def load_claims(path: str | Path) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"claims file {path}: cannot read it as YAML ({type(err).__name__}); fix or "
-                         "restore it (config/claims.yaml in the repository)") from None
+        raise ValueError(
+            f"claims file {path}: cannot read it as YAML ({type(err).__name__}); fix or "
+            "restore it (config/claims.yaml in the repository)"
+        ) from None
     return _validated(data, path)["claims"]
 
 
@@ -78,23 +82,32 @@ def _validated(data: Any, path: Path) -> dict[str, Any]:
         yield from props(validator, properties, instance, schema)
 
     schema = yaml.safe_load(schema_path().read_text())
-    error = jsonschema.exceptions.best_match(validators.extend(base, {"properties": defaults})(schema)
-                                             .iter_errors(data))
+    error = jsonschema.exceptions.best_match(
+        validators.extend(base, {"properties": defaults})(schema).iter_errors(data)
+    )
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
         hint = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
-        raise ValueError(f"claims file {path} at key '{where}': {error.message}"
-                         + (f" (expected: {hint})" if hint else ""))
+        raise ValueError(
+            f"claims file {path} at key '{where}': {error.message}" + (f" (expected: {hint})" if hint else "")
+        )
     return data
 
 
 def claim_id(claim: Mapping[str, Any]) -> str:
     sign = ">" if claim["direction"] == "greater" else "<"
-    return claim.get("id") or f"{claim['experiment']}: {claim['setup']} {sign} {claim['baseline']} ({claim['metric']})"
+    return (
+        claim.get("id")
+        or f"{claim['experiment']}: {claim['setup']} {sign} {claim['baseline']} ({claim['metric']})"
+    )
 
 
-def check_claims(claims: Sequence[Mapping[str, Any]], experiments: Mapping[str, Mapping[str, Any]],
-                 paper: Mapping[str, Any], path: str | Path) -> None:
+def check_claims(
+    claims: Sequence[Mapping[str, Any]],
+    experiments: Mapping[str, Mapping[str, Any]],
+    paper: Mapping[str, Any],
+    path: str | Path,
+) -> None:
     """The claims on the study's experiments name known setups of the experiment's task, one of its metrics,
     and published numbers that exist for both setups. Run before any job (a typo fails in seconds)."""
     from samrepro.catalog import SETUPS, setups_of_task
@@ -107,11 +120,15 @@ def check_claims(claims: Sequence[Mapping[str, Any]], experiments: Mapping[str, 
         task = exp["task"]
         for key in ("setup", "baseline"):
             if c[key] not in SETUPS or SETUPS[c[key]].task != task:
-                raise ValueError(f"{where}: {key} '{c[key]}' is not a {task} setup; use one of "
-                                 f"{sorted(setups_of_task(task))}")
+                raise ValueError(
+                    f"{where}: {key} '{c[key]}' is not a {task} setup; use one of "
+                    f"{sorted(setups_of_task(task))}"
+                )
         if c["metric"] not in CLAIM_METRICS[task]:
-            raise ValueError(f"{where}: metric '{c['metric']}' is not a {task} metric; use one of "
-                             f"{list(CLAIM_METRICS[task])}")
+            raise ValueError(
+                f"{where}: metric '{c['metric']}' is not a {task} metric; use one of "
+                f"{list(CLAIM_METRICS[task])}"
+            )
         if c.get("paper"):
             for key in ("setup", "baseline"):
                 try:
@@ -119,12 +136,17 @@ def check_claims(claims: Sequence[Mapping[str, Any]], experiments: Mapping[str, 
                 except ValueError as err:
                     raise ValueError(f"{where}: {err}; fix claims.{i}.paper.path") from None
                 if found is None:
-                    raise ValueError(f"{where}: paper_results has no number for {c[key]} under "
-                                     f"'{c['paper']['path']}' {c['paper'].get('field', '')}; fix claims.{i}.paper")
+                    raise ValueError(
+                        f"{where}: paper_results has no number for {c[key]} under "
+                        f"'{c['paper']['path']}' {c['paper'].get('field', '')}; fix claims.{i}.paper"
+                    )
 
 
-def check_study_claims(experiments: Mapping[str, Mapping[str, Any]], claims_path: str | os.PathLike[str],
-                       paper_path: str | os.PathLike[str]) -> None:
+def check_study_claims(
+    experiments: Mapping[str, Mapping[str, Any]],
+    claims_path: str | os.PathLike[str],
+    paper_path: str | os.PathLike[str],
+) -> None:
     """load_claims + check_claims for a study (experiment -> {task}), as the workflow does before any job."""
     if not os.path.isfile(claims_path):
         raise ValueError(f"invalid study config at key 'claims': {claims_path} does not exist")

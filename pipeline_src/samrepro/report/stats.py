@@ -114,8 +114,9 @@ def welch_df(sd_a: float, sd_b: float, n_a: float, n_b: float) -> float:
     return (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
 
 
-def min_detectable_effect(sd_a: float, sd_b: float, n_a: int, n_b: int, target: float = POWER,
-                          alpha: float = ALPHA) -> float:
+def min_detectable_effect(
+    sd_a: float, sd_b: float, n_a: int, n_b: int, target: float = POWER, alpha: float = ALPHA
+) -> float:
     """The smallest true |Δ| that the one-sided test detects with power `target` at these seeds and stds."""
     if n_a < 2 or n_b < 2 or not sd_a**2 + sd_b**2 > 0:
         return math.nan
@@ -125,8 +126,9 @@ def min_detectable_effect(sd_a: float, sd_b: float, n_a: int, n_b: int, target: 
     return float(optimize.brentq(lambda d: power(d, se, df, alpha) - target, 0.0, hi, xtol=1e-10))
 
 
-def seeds_needed(effect: float, sd_a: float, sd_b: float, target: float = POWER, alpha: float = ALPHA,
-                 cap: int = MAX_SEEDS) -> int | None:
+def seeds_needed(
+    effect: float, sd_a: float, sd_b: float, target: float = POWER, alpha: float = ALPHA, cap: int = MAX_SEEDS
+) -> int | None:
     """Smallest n ≥ 2 seeds per arm whose one-sided test detects `effect` (> 0) with power `target`.
 
     None when the effect is not positive or finite, the stds are unknown, or more than `cap` seeds are needed.

@@ -8,7 +8,9 @@ from samrepro.study.select import write_best
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics", nargs="+", required=True, help="metrics.json of every tuning run of one setup")
+    parser.add_argument(
+        "--metrics", nargs="+", required=True, help="metrics.json of every tuning run of one setup"
+    )
     parser.add_argument("--out", required=True, help="best.json to write (atomically)")
 
 

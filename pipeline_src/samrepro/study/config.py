@@ -78,8 +78,11 @@ def check_study(config: Mapping[str, Any]) -> None:
 def check_paper_refs(config: Mapping[str, Any], paper_path: str | os.PathLike[str]) -> None:
     """Every experiments.<name>.paper[].path must exist in the published-numbers file: a typo would
     otherwise fail only the report job, after all the training."""
-    refs = [(name, i, ref) for name, exp in config["experiments"].items()
-            for i, ref in enumerate(exp.get("paper") or [])]
+    refs = [
+        (name, i, ref)
+        for name, exp in config["experiments"].items()
+        for i, ref in enumerate(exp.get("paper") or [])
+    ]
     if not refs:
         return
     if not os.path.isfile(paper_path):
@@ -167,11 +170,16 @@ def array_resource_conflict(config: Mapping[str, Any], array_rules: set[str]) ->
         asked = {e: job_resources(config, kind, e) for e in config["experiments"]}
         first, *rest = asked
         for other in (o for o in rest if asked[o] != asked[first]):
-            diff = ", ".join(f"{k} {asked[first][k]!r} vs {asked[other][k]!r}"
-                             for k in asked[first] if asked[first][k] != asked[other].get(k))
-            return (f"--slurm-array-jobs includes '{kind}' but experiments {first} and {other} request different "
-                    f"resources.{kind} ({diff}), and a SLURM array gives every task its first job's resources; "
-                    f"pass --slurm-array-jobs none, or give them equal resources.{kind}")
+            diff = ", ".join(
+                f"{k} {asked[first][k]!r} vs {asked[other][k]!r}"
+                for k in asked[first]
+                if asked[first][k] != asked[other].get(k)
+            )
+            return (
+                f"--slurm-array-jobs includes '{kind}' but experiments {first} and {other} request different "
+                f"resources.{kind} ({diff}), and a SLURM array gives every task its first job's resources; "
+                f"pass --slurm-array-jobs none, or give them equal resources.{kind}"
+            )
     return None
 
 

@@ -23,7 +23,9 @@ from samrepro.study.config import fixed_rho, is_tuned, setup_value
 PHASES = ("tune", "final")
 
 
-def resolve_rho(spec: Mapping[str, Any], setup: str, phase: str, rho: float | None, best: str | None) -> float | None:
+def resolve_rho(
+    spec: Mapping[str, Any], setup: str, phase: str, rho: float | None, best: str | None
+) -> float | None:
     """The rho of a run: none for rho-free setups, the grid value when tuning, else fixed or best.json."""
     name = f"{spec['experiment']}/{setup}"
     if catalog.get_setup(setup).rho_free:
@@ -64,8 +66,14 @@ def settings_keys() -> list[str]:
     return list(schema.load_schema()["$defs"]["settings"]["properties"])
 
 
-def build_run_config(spec: Mapping[str, Any], setup: str, seed: int, phase: str, rho: float | None = None,
-                     best: str | None = None) -> dict[str, Any]:
+def build_run_config(
+    spec: Mapping[str, Any],
+    setup: str,
+    seed: int,
+    phase: str,
+    rho: float | None = None,
+    best: str | None = None,
+) -> dict[str, Any]:
     """One run config (docs/ARCHITECTURE.md Part C 'run.yaml') from an experiment spec (`study.config.experiment_spec`)."""
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, got '{phase}'")

@@ -16,8 +16,11 @@ from samrepro.atomic import atomic_write_text
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", required=True, help="study name = MLflow experiment name")
     parser.add_argument("--results", required=True, help="results/<study> folder (default store, artifacts)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow URI; default $MLFLOW_TRACKING_URI, else sqlite:///<results>/mlflow.db",
+    )
     parser.add_argument("--runs", nargs="*", default=[], help="final runs: eval.json files or run folders")
     parser.add_argument("--tune", nargs="*", default=[], help="tuning runs: metrics.json files or folders")
     parser.add_argument("--out", default=None, help="summary JSON (run ids) to write atomically")
@@ -34,14 +37,20 @@ def run(args: argparse.Namespace) -> int:
             raise
         uri = resolve_tracking_uri(args.tracking_uri, args.results)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"MLflow store {uri}: {type(exc).__name__}: {first}; check the store (a sqlite file "
-                         "can be moved aside: track then logs every run again)") from exc
+        raise ValueError(
+            f"MLflow store {uri}: {type(exc).__name__}: {first}; check the store (a sqlite file "
+            "can be moved aside: track then logs every run again)"
+        ) from exc
     text = json.dumps(summary, indent=2, sort_keys=True) + "\n"
     if args.out:
         atomic_write_text(args.out, text)
-    print(f"MLflow {summary['tracking_uri']}: experiment '{args.study}' ({summary['experiment_id']}), "
-          f"{len(summary['runs'])} runs: {summary['created']} created, {summary['replaced']} replaced, "
-          f"{summary['skipped']} unchanged")
-    print(f"view: mlflow ui --backend-store-uri {summary['tracking_uri']}, then open "
-          f"{training_view_url(summary['experiment_id'])}")
+    print(
+        f"MLflow {summary['tracking_uri']}: experiment '{args.study}' ({summary['experiment_id']}), "
+        f"{len(summary['runs'])} runs: {summary['created']} created, {summary['replaced']} replaced, "
+        f"{summary['skipped']} unchanged"
+    )
+    print(
+        f"view: mlflow ui --backend-store-uri {summary['tracking_uri']}, then open "
+        f"{training_view_url(summary['experiment_id'])}"
+    )
     return 0

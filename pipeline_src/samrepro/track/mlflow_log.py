@@ -56,7 +56,7 @@ def check_sqlite_store(uri: str) -> None:
     """An existing sqlite store must be a sound SQLite file (MLflow's own error is 80 lines without the path)."""
     if not uri.startswith("sqlite:///"):
         return
-    path = Path(uri[len("sqlite:///"):]).resolve()
+    path = Path(uri[len("sqlite:///") :]).resolve()
     if not path.is_file():
         return
     import sqlite3
@@ -68,17 +68,28 @@ def check_sqlite_store(uri: str) -> None:
     except sqlite3.DatabaseError as exc:
         verdict = str(exc)
     if verdict != "ok":
-        raise ValueError(f"{path}: the MLflow store is corrupt ({verdict[:160]}); move it aside "
-                         f"(mv {path} {path}.corrupt) and rerun track: it logs every run again from the run folders")
+        raise ValueError(
+            f"{path}: the MLflow store is corrupt ({verdict[:160]}); move it aside "
+            f"(mv {path} {path}.corrupt) and rerun track: it logs every run again from the run folders"
+        )
 
 
 def git_commit(cwd: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
     """(commit, dirty) of the checkout the workflow runs from; ('unknown', False) outside git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                    capture_output=True, text=True, check=True, timeout=30).stdout.strip())
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout.strip()
+        )
         return commit, dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
@@ -139,8 +150,11 @@ class StudyTracker:
         exp = self.client.get_experiment_by_name(self.study)
         if exp is None:
             artifact_root.mkdir(parents=True, exist_ok=True)
-            return self.client.create_experiment(self.study, artifact_location=artifact_root.resolve().as_uri(),
-                                                 tags={"samrepro.study": self.study})
+            return self.client.create_experiment(
+                self.study,
+                artifact_location=artifact_root.resolve().as_uri(),
+                tags={"samrepro.study": self.study},
+            )
         if exp.lifecycle_stage == "deleted":
             self.client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
@@ -151,15 +165,21 @@ class StudyTracker:
         runs: list[Any] = []
         token = None
         while True:
-            page = self.client.search_runs([self.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
-                                           max_results=1000, page_token=token)
+            page = self.client.search_runs(
+                [self.experiment_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+            )
             runs.extend(page)
             token = page.token
             if not token:
                 return runs
 
-    def _log(self, run_id: str, params: dict[str, str], metrics: Sequence[tuple[str, float, int]],
-             tags: dict[str, str]) -> None:
+    def _log(
+        self,
+        run_id: str,
+        params: dict[str, str],
+        metrics: Sequence[tuple[str, float, int]],
+        tags: dict[str, str],
+    ) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
@@ -167,22 +187,24 @@ class StudyTracker:
         mlist = [Metric(k, v, now, s) for k, v, s in metrics]
         tlist = [RunTag(k, v) for k, v in sorted(tags.items())]
         for i in range(0, len(plist), MAX_PARAMS):
-            self.client.log_batch(run_id, params=plist[i:i + MAX_PARAMS])
+            self.client.log_batch(run_id, params=plist[i : i + MAX_PARAMS])
         for i in range(0, len(tlist), MAX_TAGS):
-            self.client.log_batch(run_id, tags=tlist[i:i + MAX_TAGS])
+            self.client.log_batch(run_id, tags=tlist[i : i + MAX_TAGS])
         for i in range(0, len(mlist), MAX_METRICS):
-            self.client.log_batch(run_id, metrics=mlist[i:i + MAX_METRICS])
+            self.client.log_batch(run_id, metrics=mlist[i : i + MAX_METRICS])
 
-    def _create(self, name: str, tags: dict[str, str], parent_id: str | None = None,
-                start_time: int | None = None) -> str:
+    def _create(
+        self, name: str, tags: dict[str, str], parent_id: str | None = None, start_time: int | None = None
+    ) -> str:
         if parent_id:
             tags = {**tags, "mlflow.parentRunId": parent_id}
         tags = {**tags, "mlflow.user": _user()}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags, start_time=start_time)
         return run.info.run_id
 
-    def log_setup(self, experiment: str, setup: str, runs: Sequence[RunRecord],
-                  existing: dict[str, list[Any]]) -> dict[str, str]:
+    def log_setup(
+        self, experiment: str, setup: str, runs: Sequence[RunRecord], existing: dict[str, list[Any]]
+    ) -> dict[str, str]:
         """Log one experiment x setup (parent + children); returns key -> run id."""
         parent_key = f"{experiment}/{setup}"
         finals = [r for r in runs if r.phase != "tune"]
@@ -191,30 +213,51 @@ class StudyTracker:
         old_parent = existing.get(parent_key, [])
         if _complete(old_parent, parent_hash, [existing.get(r.key, []) for r in runs]):
             self.stats["skipped"] += 1 + len(runs)
-            return {parent_key: old_parent[0].info.run_id, **{r.key: existing[r.key][0].info.run_id for r in runs}}
+            return {
+                parent_key: old_parent[0].info.run_id,
+                **{r.key: existing[r.key][0].info.run_id for r in runs},
+            }
         # changed, new or incomplete: drop whatever exists under this setup's keys (also runs no longer in the
         # study, whose parent an interrupted replace may already have deleted) and children of old parents
-        stale = [run for key, runs_ in existing.items() if key == parent_key or key.startswith(f"{parent_key}/")
-                 for run in runs_]
+        stale = [
+            run
+            for key, runs_ in existing.items()
+            if key == parent_key or key.startswith(f"{parent_key}/")
+            for run in runs_
+        ]
         old_parent_ids = {p.info.run_id for p in old_parent}
-        stale.extend(run for runs_ in existing.values() for run in runs_
-                     if run.data.tags.get("mlflow.parentRunId") in old_parent_ids)
+        stale.extend(
+            run
+            for runs_ in existing.values()
+            for run in runs_
+            if run.data.tags.get("mlflow.parentRunId") in old_parent_ids
+        )
         replaced = bool(stale)
         for run in {r.info.run_id: r for r in stale}.values():
             self.client.delete_run(run.info.run_id)
         ids: dict[str, str] = {}
-        parent_tags = {KEY_TAG: parent_key, HASH_TAG: parent_hash, PHASE_TAG: "parent",
-                       "samrepro.experiment": experiment, "samrepro.setup": setup,
-                       "mlflow.source.git.commit": self.commit, "git_commit": self.commit,
-                       "git_dirty": str(self.dirty).lower()}
+        parent_tags = {
+            KEY_TAG: parent_key,
+            HASH_TAG: parent_hash,
+            PHASE_TAG: "parent",
+            "samrepro.experiment": experiment,
+            "samrepro.setup": setup,
+            "mlflow.source.git.commit": self.commit,
+            "git_commit": self.commit,
+            "git_dirty": str(self.dirty).lower(),
+        }
         times = {r.key: run_times_ms(r) for r in runs}  # the training's real start and end (lineage.py)
         parent_start, parent_end = span_ms(list(times.values()))
         parent_id = self._create(parent_key, parent_tags, start_time=parent_start)
         ids[parent_key] = parent_id
         self._log(parent_id, _parent_params(experiment, setup, runs), _parent_metrics(finals), {})
         for r in sorted(runs, key=lambda r: (r.phase != "tune", r.rho or 0.0, r.seed)):
-            run_id = self._create(r.key.split("/", 1)[1], _provenance_tags(r, self.commit, self.dirty), parent_id,
-                                  start_time=times[r.key][0])
+            run_id = self._create(
+                r.key.split("/", 1)[1],
+                _provenance_tags(r, self.commit, self.dirty),
+                parent_id,
+                start_time=times[r.key][0],
+            )
             self._log(run_id, flatten_params(r.config), _run_metrics(r), {})
             for name in ARTIFACTS:
                 if (r.path / name).is_file():
@@ -243,11 +286,17 @@ class StudyTracker:
 
 def _complete(parent: Sequence[Any], parent_hash: str, children: Sequence[Sequence[Any]]) -> bool:
     """One FINISHED parent holding `parent_hash`, and exactly one FINISHED child under it per run."""
-    if len(parent) != 1 or parent[0].data.tags.get(HASH_TAG) != parent_hash or parent[0].info.status != "FINISHED":
+    if (
+        len(parent) != 1
+        or parent[0].data.tags.get(HASH_TAG) != parent_hash
+        or parent[0].info.status != "FINISHED"
+    ):
         return False
     pid = parent[0].info.run_id
-    return all(len(c) == 1 and c[0].info.status == "FINISHED" and c[0].data.tags.get("mlflow.parentRunId") == pid
-               for c in children)
+    return all(
+        len(c) == 1 and c[0].info.status == "FINISHED" and c[0].data.tags.get("mlflow.parentRunId") == pid
+        for c in children
+    )
 
 
 def _user() -> str:
@@ -269,9 +318,14 @@ def _parent_params(experiment: str, setup: str, runs: Sequence[RunRecord]) -> di
     flat = [flatten_params(r.config) for r in finals]
     common = {k: v for k, v in flat[0].items() if all(f.get(k) == v for f in flat[1:])} if flat else {}
     common.pop("seed", None)
-    common.update({"experiment": experiment, "setup": setup,
-                   "seeds": json.dumps(sorted(r.seed for r in finals)),
-                   "selected_rho": str(finals[0].rho) if finals else "None"})
+    common.update(
+        {
+            "experiment": experiment,
+            "setup": setup,
+            "seeds": json.dumps(sorted(r.seed for r in finals)),
+            "selected_rho": str(finals[0].rho) if finals else "None",
+        }
+    )
     return common
 
 
@@ -293,9 +347,14 @@ def _parent_metrics(finals: Sequence[RunRecord]) -> list[tuple[str, float, int]]
     return out
 
 
-def track_study(study: str, results_dir: str | os.PathLike[str], run_paths: Iterable[str | os.PathLike[str]],
-                tune_paths: Iterable[str | os.PathLike[str]] = (), tracking_uri: str | None = None,
-                host: str | None = None) -> dict[str, Any]:
+def track_study(
+    study: str,
+    results_dir: str | os.PathLike[str],
+    run_paths: Iterable[str | os.PathLike[str]],
+    tune_paths: Iterable[str | os.PathLike[str]] = (),
+    tracking_uri: str | None = None,
+    host: str | None = None,
+) -> dict[str, Any]:
     """Log the given final runs (their eval.json, metrics.json or folder) and tuning runs; return a summary."""
     uri = resolve_tracking_uri(tracking_uri, results_dir)
     runs = [read_run(run_folder(p), require_eval=True) for p in run_paths if str(p)]
@@ -304,19 +363,36 @@ def track_study(study: str, results_dir: str | os.PathLike[str], run_paths: Iter
     for r in runs:
         other = by_key.setdefault(r.key, r)
         if other.path.resolve() != r.path.resolve():
-            raise ValueError(f"runs {other.path} and {r.path} both claim to be {r.key} (their metrics.json); "
-                             "one of them is stale: delete it")
+            raise ValueError(
+                f"runs {other.path} and {r.path} both claim to be {r.key} (their metrics.json); "
+                "one of them is stale: delete it"
+            )
     runs = list(by_key.values())
     check_sqlite_store(uri)
     tracker = StudyTracker(study, uri, Path(results_dir) / "mlartifacts")
     ids = tracker.log_study(runs)
-    return {"study": study, "tracking_uri": uri, "experiment_id": tracker.experiment_id,
-            "host": host or socket.gethostname(), "runs": ids, **tracker.stats}
+    return {
+        "study": study,
+        "tracking_uri": uri,
+        "experiment_id": tracker.experiment_id,
+        "host": host or socket.gethostname(),
+        "runs": ids,
+        **tracker.stats,
+    }
 
 
 # --- the report's claim verdicts on the parent runs ---------------------------------------------------------
-CLAIM_METRICS = ("delta", "ci_low", "ci_high", "p_one_sided", "p_holm", "hedges_g", "mde", "published_delta",
-                 "seeds_needed")
+CLAIM_METRICS = (
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_one_sided",
+    "p_holm",
+    "hedges_g",
+    "mde",
+    "published_delta",
+    "seeds_needed",
+)
 
 
 def claim_verdict_data(claim: dict[str, Any]) -> tuple[dict[str, str], list[tuple[str, float, int]]]:
@@ -325,10 +401,16 @@ def claim_verdict_data(claim: dict[str, Any]) -> tuple[dict[str, str], list[tupl
     import math
 
     key = f"claim.{claim['baseline']}.{claim['metric']}"
-    tags = {f"{key}.verdict": str(claim["verdict"]), f"{key}.verdict_text": str(claim["verdict_text"])[:5000],
-            f"{key}.source": str(claim["source"])[:5000]}
-    metrics = [(f"{key}.{name}", float(claim[name]), 0) for name in CLAIM_METRICS
-               if isinstance(claim.get(name), (int, float)) and math.isfinite(claim[name])]
+    tags = {
+        f"{key}.verdict": str(claim["verdict"]),
+        f"{key}.verdict_text": str(claim["verdict_text"])[:5000],
+        f"{key}.source": str(claim["source"])[:5000],
+    }
+    metrics = [
+        (f"{key}.{name}", float(claim[name]), 0)
+        for name in CLAIM_METRICS
+        if isinstance(claim.get(name), (int, float)) and math.isfinite(claim[name])
+    ]
     return tags, metrics
 
 
@@ -341,11 +423,19 @@ def log_claim_verdicts(mlflow_runs: str | os.PathLike[str], claims: Iterable[dic
     try:
         summary = json.loads(Path(mlflow_runs).read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{mlflow_runs}: unreadable track summary ({type(err).__name__}); delete it and rerun "
-                         "`samrepro track`") from None
-    if not isinstance(summary, dict) or "tracking_uri" not in summary or not isinstance(summary.get("runs"), dict):
-        raise ValueError(f"{mlflow_runs}: not a track summary (needs tracking_uri and runs); delete it and rerun "
-                         "`samrepro track`")
+        raise ValueError(
+            f"{mlflow_runs}: unreadable track summary ({type(err).__name__}); delete it and rerun "
+            "`samrepro track`"
+        ) from None
+    if (
+        not isinstance(summary, dict)
+        or "tracking_uri" not in summary
+        or not isinstance(summary.get("runs"), dict)
+    ):
+        raise ValueError(
+            f"{mlflow_runs}: not a track summary (needs tracking_uri and runs); delete it and rerun "
+            "`samrepro track`"
+        )
     client = MlflowClient(tracking_uri=summary["tracking_uri"])
     touched = set()
     now = int(time.time() * 1000)
@@ -354,7 +444,10 @@ def log_claim_verdicts(mlflow_runs: str | os.PathLike[str], claims: Iterable[dic
         if run_id is None or claim["verdict"] == "not run":
             continue
         tags, metrics = claim_verdict_data(claim)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, s) for k, v, s in metrics],
-                         tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, s) for k, v, s in metrics],
+            tags=[RunTag(k, v) for k, v in sorted(tags.items())],
+        )
         touched.add(run_id)
     return len(touched)

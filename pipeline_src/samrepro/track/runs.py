@@ -100,8 +100,10 @@ def numeric_items(data: Mapping[str, Any]) -> dict[str, float]:
 def redo_hint(path: Path) -> str:
     """How to make the workflow write `path` again: Snakemake reruns the job of a missing output, and
     --forcerun reruns it even when the file exists (train resumes from the run's checkpoint.pt)."""
-    return (f"redo it: delete {path} and rerun snakemake, or run `snakemake --forcerun {path}` "
-            "(with your usual --configfile/--profile)")
+    return (
+        f"redo it: delete {path} and rerun snakemake, or run `snakemake --forcerun {path}` "
+        "(with your usual --configfile/--profile)"
+    )
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -110,7 +112,9 @@ def read_history(path: Path) -> list[dict[str, float]]:
     try:
         return _history_rows(path)
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"{path}: not a history.csv ({exc}); {redo_hint(path.parent / 'metrics.json')}") from exc
+        raise ValueError(
+            f"{path}: not a history.csv ({exc}); {redo_hint(path.parent / 'metrics.json')}"
+        ) from exc
 
 
 def _history_rows(path: Path) -> list[dict[str, float]]:
@@ -138,10 +142,14 @@ def read_run(folder: str | Path, require_eval: bool = False) -> RunRecord:
     metrics = _mapping(read_json(mpath, redo_hint(mpath)), mpath)
     for key in ("experiment", "setup", "seed", "phase"):
         if key not in metrics:
-            raise ValueError(f"{mpath}: lacks '{key}' (docs/ARCHITECTURE.md Part C metrics.json); {redo_hint(mpath)}")
+            raise ValueError(
+                f"{mpath}: lacks '{key}' (docs/ARCHITECTURE.md Part C metrics.json); {redo_hint(mpath)}"
+            )
     epath = folder / "eval.json"
     if require_eval and not epath.is_file():
-        raise ValueError(f"{folder}: no eval.json; {redo_hint(epath)} (or `samrepro evaluate --run {folder}`)")
+        raise ValueError(
+            f"{folder}: no eval.json; {redo_hint(epath)} (or `samrepro evaluate --run {folder}`)"
+        )
     evaluation = _mapping(read_json(epath, redo_hint(epath)), epath) if epath.is_file() else {}
     cpath = folder / "run.yaml"
     config = _read_yaml(cpath) if cpath.is_file() else {}
@@ -171,9 +179,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-        raise ValueError(f"{path}: not valid YAML ({problem}); {redo_hint(path.parent / 'metrics.json')}") from exc
+        raise ValueError(
+            f"{path}: not valid YAML ({problem}); {redo_hint(path.parent / 'metrics.json')}"
+        ) from exc
     if data is not None and not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}; {redo_hint(path.parent / 'metrics.json')}")
+        raise ValueError(
+            f"{path}: expected a mapping, got {type(data).__name__}; {redo_hint(path.parent / 'metrics.json')}"
+        )
     return data or {}
 
 

@@ -19,7 +19,9 @@ def _cifar_folder(name: str, root: Path, layout: cifar_pickle.CifarLayout, downl
     if folder is None and download:
         import torchvision
 
-        cls = torchvision.datasets.CIFAR10 if layout is cifar_pickle.CIFAR10 else torchvision.datasets.CIFAR100
+        cls = (
+            torchvision.datasets.CIFAR10 if layout is cifar_pickle.CIFAR10 else torchvision.datasets.CIFAR100
+        )
         torchvision_download(
             name,
             root / layout.folder,
@@ -71,6 +73,4 @@ for _layout, _name, _mean, _std in (
     (cifar_pickle.CIFAR100, "cifar100", CIFAR100_MEAN, CIFAR100_STD),
 ):
     _b, _p = _build_cifar(_layout, _name, _mean, _std)
-    register(
-        DatasetSpec(_name, _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS)
-    )
+    register(DatasetSpec(_name, _b, _p, f"torchvision download of {_layout.url}", AUG_OPTIONS))

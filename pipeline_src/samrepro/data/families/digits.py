@@ -45,7 +45,9 @@ def load_arrays() -> tuple[np.ndarray, np.ndarray]:
     order as ``sklearn.datasets.load_digits`` (a test checks it)."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("dataset 'digits' needs scikit-learn (its bundled copy of the data): pip install scikit-learn")
+        raise ValueError(
+            "dataset 'digits' needs scikit-learn (its bundled copy of the data): pip install scikit-learn"
+        )
     path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
     table = np.loadtxt(path, delimiter=",", dtype=np.float64)
     x = table[:, :-1].astype(np.uint8).reshape(-1, 1, 8, 8)
@@ -107,13 +109,17 @@ def _heldout_split(labels: np.ndarray, options: dict[str, Any]) -> tuple[np.ndar
     """(kept, held out) indices into the training identities' images; nothing held out when f = 0."""
     f = float(options.get("heldout_fraction", 0.0))
     if not 0.0 <= f < 1.0:
-        raise ValueError(f"options heldout_fraction={f} must lie in [0, 1) (e.g. 0.25; 0 = no held-out benchmark)")
+        raise ValueError(
+            f"options heldout_fraction={f} must lie in [0, 1) (e.g. 0.25; 0 = no held-out benchmark)"
+        )
     if f == 0.0:
         return np.arange(labels.size), np.arange(0)
     return stratified_split(labels, f, TEST_SEED)
 
 
-def _test_benchmarks(x: np.ndarray, y: np.ndarray, held: np.ndarray, options, eval_tf) -> dict[str, VerificationSet]:
+def _test_benchmarks(
+    x: np.ndarray, y: np.ndarray, held: np.ndarray, options, eval_tf
+) -> dict[str, VerificationSet]:
     """digits_heldout (when images are held out) and digits_unseen, both on fixed pairs (seed PAIRS_SEED)."""
     n_pairs = int(options.get("test_pairs", 600))
     seen, unseen = np.flatnonzero(y < TRAIN_CLASSES), np.flatnonzero(y >= TRAIN_CLASSES)
@@ -189,9 +195,7 @@ def _prepare_openset(root: Path, download: bool) -> dict[str, Any]:
     return m
 
 
-register(
-    DatasetSpec("digits", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS)
-)
+register(DatasetSpec("digits", _build_digits, _prepare, "bundled with scikit-learn", AUG_OPTIONS))
 register(
     DatasetSpec(
         "digits_openset",

@@ -166,15 +166,30 @@ def face_bundle(
 
 
 def _encoded_bundle(
-    name: str, root: Path, source: Any, keys: list[Any], labels: np.ndarray, fmt: str, *,
-    use_validation: bool, val_fraction: float, split_seed: int, options: dict[str, Any],
+    name: str,
+    root: Path,
+    source: Any,
+    keys: list[Any],
+    labels: np.ndarray,
+    fmt: str,
+    *,
+    use_validation: bool,
+    val_fraction: float,
+    split_seed: int,
+    options: dict[str, Any],
 ) -> DataBundle:
     """A face bundle over encoded images (RecordIO records or image files): decode on access, 112×112."""
     train_tf, _ = _transforms(options)
     full = EncodedImageDataset(source, keys, labels, train_tf, int(options.get("image_size", 112)))
     return face_bundle(
-        name, root, full, use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed,
-        options=options, info={"format": fmt},
+        name,
+        root,
+        full,
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
+        info={"format": fmt},
     )
 
 
@@ -208,8 +223,16 @@ def _build_rec(name: str):
     def build(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
         reader, keys, labels = _rec_labels(name, root, options)
         return _encoded_bundle(
-            name, root, RecordSource(reader), keys.tolist(), labels, "recordio",
-            use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
+            name,
+            root,
+            RecordSource(reader),
+            keys.tolist(),
+            labels,
+            "recordio",
+            use_validation=use_validation,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            options=options,
         )
 
     def prepare(root: Path, download: bool) -> dict[str, Any]:
@@ -271,8 +294,16 @@ def _folder_scan(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
 def _build_folder(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:
     _, paths, labels = _folder_scan(root)
     return _encoded_bundle(
-        "face_folder", root, FolderSource(), [str(p) for p in paths], labels, "image_folder",
-        use_validation=use_validation, val_fraction=val_fraction, split_seed=split_seed, options=options,
+        "face_folder",
+        root,
+        FolderSource(),
+        [str(p) for p in paths],
+        labels,
+        "image_folder",
+        use_validation=use_validation,
+        val_fraction=val_fraction,
+        split_seed=split_seed,
+        options=options,
     )
 
 
@@ -292,8 +323,4 @@ def _register_rec(name: str) -> None:
 _register_rec("face_rec")
 _register_rec("casia_webface")
 _register_rec("ms1mv2")
-register(
-    DatasetSpec(
-        "face_folder", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS
-    )
-)
+register(DatasetSpec("face_folder", _build_folder, _prepare_folder, "one folder per identity", FACE_OPTIONS))

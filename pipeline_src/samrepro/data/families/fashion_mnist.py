@@ -88,8 +88,4 @@ def _prepare_fmnist(root: Path, download: bool) -> dict[str, Any]:
     return {"files": files, "counts": {**counts, "classes": 10}}
 
 
-register(
-    DatasetSpec(
-        "fashion_mnist", _build_fmnist, _prepare_fmnist, "torchvision download", AUG_OPTIONS
-    )
-)
+register(DatasetSpec("fashion_mnist", _build_fmnist, _prepare_fmnist, "torchvision download", AUG_OPTIONS))

@@ -59,10 +59,14 @@ def _food_folder(root: Path, download: bool) -> Path:
 
 
 def _food_meta(folder: Path, split: str) -> tuple[list[str], list[Path], np.ndarray]:
-    meta = read_json(folder / "meta" / f"{split}.json", "re-extract food-101/meta from the archive (or "
-                     "delete food-101 and prepare with --download)")
+    meta = read_json(
+        folder / "meta" / f"{split}.json",
+        "re-extract food-101/meta from the archive (or delete food-101 and prepare with --download)",
+    )
     if not isinstance(meta, dict):
-        raise ValueError(f"{folder / 'meta' / f'{split}.json'}: expected {{class: [image ids]}}; re-extract it")
+        raise ValueError(
+            f"{folder / 'meta' / f'{split}.json'}: expected {{class: [image ids]}}; re-extract it"
+        )
     classes = sorted(meta)  # torchvision's Food101 orders classes the same way
     index = {c: i for i, c in enumerate(classes)}
     paths: list[Path] = []

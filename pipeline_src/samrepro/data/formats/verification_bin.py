@@ -79,8 +79,10 @@ def read_bin_raw(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]
         )
     bins, issame = obj
     if not isinstance(bins, list | tuple) or not isinstance(issame, list | tuple | np.ndarray):
-        raise VerificationBinError(f"{path}: expected (list of encoded images, list of booleans), got "
-                                   f"({type(bins).__name__}, {type(issame).__name__})")
+        raise VerificationBinError(
+            f"{path}: expected (list of encoded images, list of booleans), got "
+            f"({type(bins).__name__}, {type(issame).__name__})"
+        )
     try:
         bins = [_as_bytes(b) for b in bins]
         issame_list = [bool(v) for v in issame]
@@ -130,9 +132,15 @@ def _decode_all(path: Path, bins: list[bytes], size: int) -> torch.Tensor:
     """decode_images, with an undecodable entry reported as a bad .bin file naming it."""
     try:
         return decode_images(bins, size)
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL: UnidentifiedImageError, truncated data, bad header
-        raise VerificationBinError(f"{path}: an image in it cannot be decoded ({type(exc).__name__}: "
-                                   f"{str(exc)[:120]}); replace the file with a genuine copy") from exc
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as exc:  # PIL: UnidentifiedImageError, truncated data, bad header
+        raise VerificationBinError(
+            f"{path}: an image in it cannot be decoded ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); replace the file with a genuine copy"
+        ) from exc
 
 
 def _write_cache(cache: Path, result: tuple[torch.Tensor, torch.Tensor]) -> None:
