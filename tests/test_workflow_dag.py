@@ -146,9 +146,9 @@ def test_default_study_dag(tmp_path):
     proc = snakemake("-n", "--quiet", "all", "--directory", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     words = " ".join((proc.stdout + proc.stderr).split())
-    # digits: SAM, SCE-SAM x 4 rho + AACE, SAACE x 5 rho; openset: 4 FlatFace setups x 4 rho = 34 tuning
+    # digits: SAM, SCE-SAM x 4 rho + AACE, SAACE x 5 rho; openset: 4 FlatFace setups x 5 rho = 38 tuning
     # runs; (5 + 6) setups x 5 seeds = 55 runs; one pixel reference (the face experiment)
-    assert "tune 34" in words and "train 55" in words and "evaluate 55" in words and "select_rho 8" in words
+    assert "tune 38" in words and "train 55" in words and "evaluate 55" in words and "select_rho 8" in words
     assert "reference 1" in words
     exps = load_study([ROOT / "config" / "config.yaml"])["experiments"].values()
     assert all(len(rho_grid(e, s)) >= 3 for e in exps for s in e["setups"] if is_tuned(e, s))
