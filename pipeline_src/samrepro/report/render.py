@@ -58,6 +58,8 @@ LABELS = {
     "gap": "gen. gap (pp)",
     "sharpness_top_eigenvalue": "top Hessian eig.",
     "verification_mean": "verif. mean %",
+    "digits_heldout": "held-out pairs %",
+    "digits_unseen": "unseen digits %",
     "eval_acc": "eval acc %",
 }
 VERSIONED = ("samrepro", "torch", "numpy", "scipy", "pandas", "matplotlib", "snakemake", "mlflow")
@@ -151,7 +153,7 @@ def _section(
     if t.empty:
         return {"name": name, "exp": exp, "missing": True}
     primary = exp.get("primary_metric") or PRIMARY[task]
-    cols = [c for c in COLUMNS[task] if c in set(t.metric)]
+    cols = _columns(task, primary, set(t.metric))
     rows = [_setup_row(setup, t[t.setup == setup].set_index("metric"), primary, cols) for setup in setups]
     rows += [_reference_row(ref, cols) for ref in references if ref["experiment"] == name]
     mine = claims[claims.experiment == name]
@@ -170,6 +172,14 @@ def _section(
         "figures": _figures(runs, tune_runs, best, t, name, task, setups, fig_dir),
         "tuned": [tuned_row(s, best[f"{name}/{s}"]) for s in setups if f"{name}/{s}" in best],
     }
+
+
+def _columns(task: str, primary: str, present: set[str]) -> list[str]:
+    """The main table's metric columns: the experiment's primary metric first, then the task's usual ones, then
+    (face) every other benchmark the runs were verified on (a benchmark `b` comes with its `b_std`)."""
+    usual = [c for c in COLUMNS[task] if c in present and c != primary]
+    benchmarks = sorted(m for m in present if f"{m}_std" in present and m not in usual and m != primary)
+    return ([primary] if primary in present else []) + usual + (benchmarks if task == "face" else [])
 
 
 def _setup_row(setup: str, rows: pd.DataFrame, primary: str, cols: Sequence[str]) -> dict[str, Any]:
