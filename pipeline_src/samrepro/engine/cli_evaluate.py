@@ -68,6 +68,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
         mean_verification,
         verification_accuracy,
     )
+    from samrepro.engine.records import eval_split, run_identity
     from samrepro.optim import get_setup
 
     t0 = time.perf_counter()
@@ -100,16 +101,7 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
 
         net = net.to(memory_format=torch.channels_last)
     bs = int(cfg["eval_batch_size"])
-    out: dict[str, Any] = {
-        "study": cfg["study"],
-        "experiment": cfg["experiment"],
-        "setup": cfg["setup"],
-        "seed": cfg["seed"],
-        "rho": cfg["rho"],
-        "phase": cfg["phase"],
-        "task": bundle.task,
-        "split": "val" if cfg["phase"] == "tune" else "test",
-    }
+    out: dict[str, Any] = {**run_identity(cfg), "task": bundle.task, "split": eval_split(cfg)}
     if bundle.task == "face":
         scores = verification_accuracy(net, bundle.verification, bs, rt.device, rt.amp, rt.channels_last)
         out["benchmarks"] = scores

@@ -33,6 +33,19 @@ HISTORY_COLUMNS = (
 )
 
 
+RUN_KEYS = ("study", "experiment", "setup", "seed", "rho", "phase")
+
+
+def run_identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's identity (study, experiment, setup, seed, rho, phase) that heads metrics.json and eval.json."""
+    return {k: cfg[k] for k in RUN_KEYS}
+
+
+def eval_split(cfg: dict[str, Any]) -> str:
+    """The split a run is judged on: tuning runs on the validation split, final runs on the test set."""
+    return "val" if cfg["phase"] == "tune" else "test"
+
+
 def write_history(path: str | Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")

@@ -58,7 +58,14 @@ from samrepro.engine.loader import (
     iterate_train,
     steps_per_epoch,
 )
-from samrepro.engine.records import Progress, provenance, resource_usage, write_history
+from samrepro.engine.records import (
+    Progress,
+    eval_split,
+    provenance,
+    resource_usage,
+    run_identity,
+    write_history,
+)
 from samrepro.engine.schedule import LRSchedule
 from samrepro.engine.window import StepWindow
 
@@ -676,17 +683,12 @@ def finalize(
     )
     prov = provenance()
     metrics = {
-        "study": cfg["study"],
-        "experiment": cfg["experiment"],
-        "setup": cfg["setup"],
-        "seed": cfg["seed"],
-        "rho": cfg["rho"],
-        "phase": cfg["phase"],
+        **run_identity(cfg),
         "epochs": int(cfg["schedule"]["epochs"]),
         "task": bundle.task,
         "dataset": cfg["dataset"]["name"],
         "model": cfg["model"]["name"],
-        "eval_split": "val" if cfg["phase"] == "tune" else "test",
+        "eval_split": eval_split(cfg),
         "train_loss": last["train_loss"],
         "train_acc": last["train_acc"],
         "eval_acc": last["eval_acc"],
