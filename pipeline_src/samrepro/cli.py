@@ -1,4 +1,4 @@
-"""Command-line interface: `samrepro train|evaluate|reference|prepare|plan|select-rho|track|report`.
+"""Command-line interface: `samrepro prepare|plan|train|evaluate|reference|select-rho|track|report|estimate`.
 
 Each subcommand lives in the module that owns its concept; this file only wires them into argparse and
 imports lazily, so that cheap commands (plan, select-rho) never pay for importing torch. Expected failures of
