@@ -27,7 +27,7 @@ import torch
 from ..datasets import TensorImageDataset
 from ..registry import DataBundle, DatasetSpec, VerificationSet, register
 from ..splits import make_pairs, stratified_split
-from .in_memory import AUG_OPTIONS, in_memory_bundle
+from .in_memory import AUG_OPTIONS, augmentation, in_memory_bundle
 
 TEST_FRACTION = 0.25
 TEST_SEED = 0
@@ -59,25 +59,9 @@ def _transform(x: np.ndarray, options: dict[str, Any]):
 
     Digits are not mirror-symmetric, so no flip by default; Cutout off by default (an 8×8 image has no
     room for it), both can be switched on through options."""
-    from ..transforms import BatchTransform
-
     v = x.astype(np.float64) * SCALE
     mean, std = float(v.mean()), float(v.std())
-    pad = int(options.get("crop_padding", 1))
-    size = int(options.get("cutout", 0))
-    p = float(options.get("cutout_p", 0.5))
-    if pad < 0 or size < 0 or not 0.0 <= p <= 1.0:
-        raise ValueError(f"options crop_padding={pad}, cutout={size} must be >= 0 and cutout_p={p} in [0, 1]")
-    return BatchTransform(
-        (mean,),
-        (std,),
-        scale=SCALE,
-        train=True,
-        crop_padding=pad,
-        flip=bool(options.get("flip", False)),
-        cutout=size,
-        cutout_p=p,
-    )
+    return augmentation(options, (mean,), (std,), crop_padding=1, flip=False, cutout=0, scale=SCALE)
 
 
 def _build_digits(root: Path, *, use_validation, val_fraction, split_seed, download, options) -> DataBundle:

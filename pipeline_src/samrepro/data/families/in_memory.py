@@ -23,15 +23,30 @@ DEFAULT_TRAIN_EVAL_MAX = 50_000
 
 
 def augmentation(
-    options: dict[str, Any], mean, std, *, crop_padding: int, flip: bool, cutout: int
+    options: dict[str, Any],
+    mean,
+    std,
+    *,
+    crop_padding: int,
+    flip: bool,
+    cutout: int,
+    scale: float = 1.0 / 255.0,
 ) -> BatchTransform:
+    """The training transform: the family's augmentation defaults, each overridable through `options`."""
     size = int(options.get("cutout", cutout))
     p = float(options.get("cutout_p", 0.5))
     pad = int(options.get("crop_padding", crop_padding))
     if size < 0 or pad < 0 or not 0.0 <= p <= 1.0:
         raise ValueError(f"options cutout={size}, crop_padding={pad} must be >= 0 and cutout_p={p} in [0, 1]")
     return BatchTransform(
-        mean, std, train=True, crop_padding=pad, flip=bool(options.get("flip", flip)), cutout=size, cutout_p=p
+        mean,
+        std,
+        scale=scale,
+        train=True,
+        crop_padding=pad,
+        flip=bool(options.get("flip", flip)),
+        cutout=size,
+        cutout_p=p,
     )
 
 
