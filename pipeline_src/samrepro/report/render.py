@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -392,13 +391,7 @@ def load_references(paths: Sequence[str]) -> list[dict[str, Any]]:
     for p in paths:
         if not p:
             continue
-        try:
-            data = json.loads(Path(p).read_text())
-        except (OSError, ValueError) as err:
-            raise ValueError(
-                f"reference file {p}: not readable JSON ({type(err).__name__}); rerun the job that "
-                "wrote it (delete the file first)"
-            ) from None
+        data = read_json(p, "rerun the job that wrote it (delete the file first)")
         if not (
             isinstance(data, dict)
             and isinstance(data.get("experiment"), str)

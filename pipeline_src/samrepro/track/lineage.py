@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from samrepro.errors import read_json
 from samrepro.track.runs import RunRecord
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI (mlflow/server/js, ExperimentKind)
@@ -71,10 +72,7 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     """The prepare manifest, None when absent; a file that is not a JSON object is refused naming it."""
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a prepare manifest ({err}); rerun `samrepro prepare`") from None
+    data = read_json(path, "rerun `samrepro prepare`")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a prepare manifest is a JSON object; rerun `samrepro prepare`")
     return data
