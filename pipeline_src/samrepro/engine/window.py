@@ -15,9 +15,7 @@ step. Under DDP the all-reduced stop flag comes back in the same read.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 
 import torch
 
@@ -71,14 +69,6 @@ class HostReads:
     def __init__(self) -> None:
         self.count = 0
         self.active = True
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        was, self.active = self.active, False
-        try:
-            yield
-        finally:
-            self.active = was
 
     def __enter__(self) -> HostReads:
         self._saved = {name: getattr(torch.Tensor, name) for name in READ_METHODS}
