@@ -59,20 +59,24 @@ def sharpness(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -> float:
 
 def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, Any]:
     """Every figure of eval.json for the run in `run_dir`."""
+    from samrepro.engine.records import eval_split, run_identity
+
+    t0 = time.perf_counter()
+    cfg, rt, bundle, net = load_trained(Path(run_dir), device)
+    out: dict[str, Any] = {**run_identity(cfg), "task": bundle.task, "split": eval_split(cfg)}
+    out.update(accuracies(net, bundle, int(cfg["eval_batch_size"]), rt))
+    out.update(sharpness_figures(net, bundle, cfg, rt.device))
+    out["eval_time_s"] = time.perf_counter() - t0
+    return out
+
+
+def load_trained(run_dir: Path, device: str | None) -> tuple[dict[str, Any], Any, Any, Any]:
+    """(config, runtime, data bundle, network with the trained weights on the device) of a run folder."""
     from samrepro.engine import checkpoint as ckpt
     from samrepro.engine import config as config_mod
     from samrepro.engine import trainer
-    from samrepro.engine.evaluation import (
-        classification_accuracy,
-        face_train_accuracy,
-        mean_verification,
-        verification_accuracy,
-    )
-    from samrepro.engine.records import eval_split, run_identity
     from samrepro.optim import get_setup
 
-    t0 = time.perf_counter()
-    run_dir = Path(run_dir)
     model_path, cfg_path = run_dir / trainer.MODEL, run_dir / trainer.RESOLVED_CONFIG
     for p in (model_path, cfg_path):
         if not p.is_file():
@@ -100,8 +104,19 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
         import torch
 
         net = net.to(memory_format=torch.channels_last)
-    bs = int(cfg["eval_batch_size"])
-    out: dict[str, Any] = {**run_identity(cfg), "task": bundle.task, "split": eval_split(cfg)}
+    return cfg, rt, bundle, net
+
+
+def accuracies(net: Any, bundle: Any, bs: int, rt: Any) -> dict[str, Any]:
+    """Face: benchmarks, verification_mean, train_acc, gap; classification: test_top1/5, train_acc, gap."""
+    from samrepro.engine.evaluation import (
+        classification_accuracy,
+        face_train_accuracy,
+        mean_verification,
+        verification_accuracy,
+    )
+
+    out: dict[str, Any] = {}
     if bundle.task == "face":
         scores = verification_accuracy(net, bundle.verification, bs, rt.device, rt.amp, rt.channels_last)
         out["benchmarks"] = scores
@@ -117,17 +132,21 @@ def evaluate_run(run_dir: str | Path, device: str | None = None) -> dict[str, An
             net, bundle.train_eval, bs, rt.device, rt.amp, rt.channels_last
         )["top1"]
         out["gap"] = out["train_acc"] - out["test_top1"]
-    if cfg["sharpness"]["enabled"]:
-        out["sharpness_top_eigenvalue"] = sharpness(net, bundle, cfg, rt.device)
-        out["sharpness"] = {
+    return out
+
+
+def sharpness_figures(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -> dict[str, Any]:
+    """sharpness_top_eigenvalue (None when disabled) and how it was measured."""
+    if not cfg["sharpness"]["enabled"]:
+        return {"sharpness_top_eigenvalue": None}
+    return {
+        "sharpness_top_eigenvalue": sharpness(net, bundle, cfg, device),
+        "sharpness": {
             "samples": min(int(cfg["sharpness"]["samples"]), len(bundle.train_eval)),
             "iterations": int(cfg["sharpness"]["iterations"]),
             "loss": "cross_entropy",
-        }
-    else:
-        out["sharpness_top_eigenvalue"] = None
-    out["eval_time_s"] = time.perf_counter() - t0
-    return out
+        },
+    }
 
 
 def run(args: argparse.Namespace) -> int:
