@@ -217,24 +217,7 @@ class StudyTracker:
                 parent_key: old_parent[0].info.run_id,
                 **{r.key: existing[r.key][0].info.run_id for r in runs},
             }
-        # changed, new or incomplete: drop whatever exists under this setup's keys (also runs no longer in the
-        # study, whose parent an interrupted replace may already have deleted) and children of old parents
-        stale = [
-            run
-            for key, runs_ in existing.items()
-            if key == parent_key or key.startswith(f"{parent_key}/")
-            for run in runs_
-        ]
-        old_parent_ids = {p.info.run_id for p in old_parent}
-        stale.extend(
-            run
-            for runs_ in existing.values()
-            for run in runs_
-            if run.data.tags.get("mlflow.parentRunId") in old_parent_ids
-        )
-        replaced = bool(stale)
-        for run in {r.info.run_id: r for r in stale}.values():
-            self.client.delete_run(run.info.run_id)
+        replaced = self._drop_stale(parent_key, old_parent, existing)
         ids: dict[str, str] = {}
         parent_tags = {
             KEY_TAG: parent_key,
@@ -252,22 +235,46 @@ class StudyTracker:
         ids[parent_key] = parent_id
         self._log(parent_id, _parent_params(experiment, setup, runs), _parent_metrics(finals), {})
         for r in sorted(runs, key=lambda r: (r.phase != "tune", r.rho or 0.0, r.seed)):
-            run_id = self._create(
-                r.key.split("/", 1)[1],
-                _provenance_tags(r, self.commit, self.dirty),
-                parent_id,
-                start_time=times[r.key][0],
-            )
-            self._log(run_id, flatten_params(r.config), _run_metrics(r), {})
-            for name in ARTIFACTS:
-                if (r.path / name).is_file():
-                    self.client.log_artifact(run_id, str(r.path / name))
-            log_dataset(self.client, run_id, r)
-            self.client.set_terminated(run_id, "FINISHED", end_time=times[r.key][1])
-            ids[r.key] = run_id
+            ids[r.key] = self._log_child(r, parent_id, times[r.key])
         self.client.set_terminated(parent_id, "FINISHED", end_time=parent_end)
         self.stats["replaced" if replaced else "created"] += 1 + len(runs)
         return ids
+
+    def _drop_stale(self, parent_key: str, old_parent: list[Any], existing: dict[str, list[Any]]) -> bool:
+        """Delete whatever exists under this setup's keys (also runs no longer in the study, whose parent an
+        interrupted replace may already have deleted) and the children of old parents; True if any."""
+        stale = [
+            run
+            for key, runs_ in existing.items()
+            if key == parent_key or key.startswith(f"{parent_key}/")
+            for run in runs_
+        ]
+        old_parent_ids = {p.info.run_id for p in old_parent}
+        stale.extend(
+            run
+            for runs_ in existing.values()
+            for run in runs_
+            if run.data.tags.get("mlflow.parentRunId") in old_parent_ids
+        )
+        for run in {r.info.run_id: r for r in stale}.values():
+            self.client.delete_run(run.info.run_id)
+        return bool(stale)
+
+    def _log_child(self, r: RunRecord, parent_id: str, times: tuple[int, int]) -> str:
+        """One job's run under the parent: params, metrics, artifacts, dataset input; FINISHED only at the end."""
+        run_id = self._create(
+            r.key.split("/", 1)[1],
+            _provenance_tags(r, self.commit, self.dirty),
+            parent_id,
+            start_time=times[0],
+        )
+        self._log(run_id, flatten_params(r.config), _run_metrics(r), {})
+        for name in ARTIFACTS:
+            if (r.path / name).is_file():
+                self.client.log_artifact(run_id, str(r.path / name))
+        log_dataset(self.client, run_id, r)
+        self.client.set_terminated(run_id, "FINISHED", end_time=times[1])
+        return run_id
 
     def log_study(self, runs: Iterable[RunRecord]) -> dict[str, str]:
         groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
