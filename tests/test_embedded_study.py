@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,20 @@ def final_run(tmp: Path, experiment: str, setup: str) -> Path:
     return out
 
 
+# the final runs the tests below check: each is one single-threaded process, so they run two at a time on the
+# 2-core CI machine, once for the module (the runs are deterministic: every test sees the same folder it would
+# have trained itself)
+FINAL_RUNS = [("digits_openset", "ArcFace"), ("digits", "AACE"), ("digits", "SCE-SAM")]
+
+
+@pytest.fixture(scope="module")
+def final_runs(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("embedded")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {setup: pool.submit(final_run, tmp, exp, setup) for exp, setup in FINAL_RUNS}
+        return {setup: f.result() for setup, f in futures.items()}
+
+
 def history(run: Path) -> list[dict[str, float]]:
     with (run / "history.csv").open() as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -84,18 +99,29 @@ def test_study_has_five_seeds_and_a_declared_primary_face_benchmark():
 
 
 @pytest.mark.parametrize("setup", ["AACE", "SCE-SAM"])
-def test_final_classification_run_fits_its_training_set(tmp_path, setup):
-    rows = history(final_run(tmp_path, "digits", setup))
+def test_final_classification_run_fits_its_training_set(final_runs, setup):
+    rows = history(final_runs[setup])
     assert rows[-1]["train_acc"] >= MIN_TRAIN_ACC, [r["train_acc"] for r in rows]
     grads = [r["probe_ce_grad_norm"] for r in rows]
     if SETUPS[setup].update_loss == "ce":  # CE's gradient vanishes as the training loss saturates
         assert grads[-1] <= MAX_GRAD_RATIO * max(grads), grads
 
 
-def test_face_setup_beats_raw_pixels_on_the_primary_benchmark(tmp_path):
-    run = final_run(tmp_path, "digits_openset", "ArcFace")
-    samrepro("evaluate", "--run", str(run))
-    samrepro("reference", "--config", str(run / "run.yaml"), "--out", str(tmp_path / "pixels.json"))
+def test_face_setup_beats_raw_pixels_on_the_primary_benchmark(tmp_path, final_runs):
+    run = final_runs["ArcFace"]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two independent single-threaded processes
+        jobs = [
+            pool.submit(samrepro, "evaluate", "--run", str(run)),
+            pool.submit(
+                samrepro,
+                "reference",
+                "--config",
+                str(run / "run.yaml"),
+                "--out",
+                str(tmp_path / "pixels.json"),
+            ),
+        ]
+        [job.result() for job in jobs]
     trained = json.loads((run / "eval.json").read_text())["benchmarks"]
     pixels = json.loads((tmp_path / "pixels.json").read_text())
     assert pixels["name"] == "raw pixels" and set(pixels["benchmarks"]) == set(trained)
