@@ -26,7 +26,10 @@ def paper_value(
     node: Any = paper
     for part in ref["path"].split("."):
         if not isinstance(node, Mapping) or part not in node:
-            raise ValueError(f"paper reference path '{ref['path']}': '{part}' is not in paper_results")
+            raise ValueError(
+                f"paper reference path '{ref['path']}': '{part}' is not in paper_results; point the study's "
+                "paper path at an entry of paper_results.yaml or add the entry there"
+            )
         node = node[part]
     if not isinstance(node, Mapping) or setup not in node:
         return None
