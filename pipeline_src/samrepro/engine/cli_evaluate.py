@@ -150,20 +150,10 @@ def sharpness_figures(net: Any, bundle: Any, cfg: dict[str, Any], device: Any) -
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from samrepro.engine.checkpoint import atomic_write_json
-    from samrepro.engine.trainer import RESOLVED_CONFIG
-    from samrepro.errors import yaml_message
 
     try:
         result = evaluate_run(args.run, args.device)
-    except yaml.YAMLError as exc:
-        print(
-            f"samrepro evaluate: error: {yaml_message(exc, Path(args.run) / RESOLVED_CONFIG)}",
-            file=sys.stderr,
-        )
-        return 2
     except ValueError as exc:
         print(f"samrepro evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -30,23 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from samrepro.engine import config as config_mod
-    from samrepro.errors import yaml_message
 
-    try:
+    try:  # a python tag, a binary or malformed file: one line naming it (config.load)
         cfg = config_mod.load(args.config)
-    except yaml.YAMLError as exc:  # e.g. a python tag: refused by safe_load, reported naming the file
-        print(f"samrepro train: error: {yaml_message(exc, args.config)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except UnicodeDecodeError as exc:
-        print(
-            f"samrepro train: error: {args.config}: not a text file ({exc.reason} at byte {exc.start}); "
-            "regenerate it with `samrepro plan`",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
     except ValueError as exc:
         print(f"samrepro train: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
