@@ -47,11 +47,26 @@ def yaml_problem(exc: Exception) -> str:
     return f"{where}{problem}"
 
 
-def yaml_message(exc: Exception, path: str | os.PathLike[str] | None = None) -> str:
-    """'<file>: not valid YAML: line N: <problem>; fix the file'."""
+def yaml_message(
+    exc: Exception, path: str | os.PathLike[str] | None = None, fix: str = "fix or regenerate the file"
+) -> str:
+    """'<file>: not valid YAML: line N: <problem>; <fix>'."""
     mark = getattr(exc, "problem_mark", None)
     name = path if path is not None else getattr(mark, "name", None) or "<yaml>"
-    return f"{name}: not valid YAML: {yaml_problem(exc)}; fix or regenerate the file"
+    return f"{name}: not valid YAML: {yaml_problem(exc)}; {fix}"
+
+
+def read_yaml(path: str | os.PathLike[str], fix: str = "fix or regenerate the file") -> Any:
+    """yaml.safe_load of a text file (a python tag is refused, no code runs); a binary or malformed file
+    raises ValueError naming it and `fix`."""
+    import yaml  # lazily: most commands never read YAML
+
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); {fix}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(yaml_message(exc, path, fix)) from None
 
 
 def read_json(path: str | os.PathLike[str], fix: str) -> Any:

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from samrepro import schema
-from samrepro.errors import read_json, yaml_message
+from samrepro.errors import read_json, read_yaml
 
 # Choices the engine reads as strings; YAML's true/false are accepted and written back as "true"/"false".
 _BOOL_STRINGS = ("channels_last", "data_on_device")
-REGENERATE = "regenerate it with `samrepro plan`"
+REGENERATE = "fix it or regenerate it with `samrepro plan`"
 
 
 def _fail(key: str, value: Any, fix: str) -> ValueError:
@@ -86,24 +86,10 @@ def load(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"run config: file {str(path)!r} does not exist; pass --config <run.yaml>")
-    raw = read_json(path, REGENERATE) if path.suffix == ".json" else _read_yaml(path)
+    raw = read_json(path, REGENERATE) if path.suffix == ".json" else read_yaml(path, REGENERATE)
     if raw and not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at top level, got {type(raw).__name__}; {REGENERATE}")
     return validate(raw or {})
-
-
-def _read_yaml(path: Path) -> Any:
-    """yaml.safe_load of a text file (a python tag is refused, no code runs)."""
-    import yaml  # lazily: only needed here
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path}: not a text file ({exc.reason} at byte {exc.start}); {REGENERATE}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ValueError(yaml_message(exc, path)) from None
 
 
 def config_hash(cfg: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from samrepro.errors import read_yaml
+
 CLAIM_METRICS = {
     "classification": ("test_top1", "test_top5"),
     "face": ("verification_mean", "lfw", "cfp_fp", "cfp_ff", "agedb_30", "cplfw", "calfw", "vgg2_fp"),
@@ -153,5 +155,5 @@ def check_study_claims(
     """load_claims + check_claims for a study (experiment -> {task}), as the workflow does before any job."""
     if not os.path.isfile(claims_path):
         raise ValueError(f"invalid study config at key 'claims': {claims_path} does not exist")
-    paper = (yaml.safe_load(Path(paper_path).read_text()) if os.path.isfile(paper_path) else {}) or {}
+    paper = (read_yaml(paper_path) if os.path.isfile(paper_path) else {}) or {}
     check_claims(load_claims(claims_path), experiments, paper, claims_path)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from samrepro.atomic import atomic_write_text
-from samrepro.errors import read_json, yaml_message
+from samrepro.errors import read_json, read_yaml
 from samrepro.report import plots
 from samrepro.report.aggregate import (
     PRIMARY,
@@ -417,10 +416,7 @@ def report_from_files(
 ) -> dict[str, Any]:
     runs = [read_run(run_folder(p), require_eval=True) for p in run_paths if p]
     tune = [read_run(run_folder(p)) for p in tune_paths if p]
-    try:
-        paper = (yaml.safe_load(Path(paper_path).read_text()) if paper_path else {}) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(yaml_message(exc, paper_path)) from None
+    paper = (read_yaml(paper_path) if paper_path else {}) or {}
     declared = load_claims(claims_path) if claims_path else []
     return build_report(
         runs,
