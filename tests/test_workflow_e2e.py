@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -56,35 +58,80 @@ TINY = {
 }
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "tiny.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
+
+
+def snakemake_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(workdir / "tiny.yaml"),
-            "--cores",
-            "2",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
+        snakemake_command(workdir, *args), capture_output=True, text=True, env=snakemake_env(), timeout=900
     )
 
 
+class TinyStudy:
+    """The tiny study's first `snakemake` run, started as soon as the session has collected this module (see
+    tests/conftest.py: it then runs beside the suite's single-threaded tests instead of after them)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # pipes could fill up
+        self.proc = subprocess.Popen(
+            snakemake_command(workdir),
+            stdout=self.out,
+            stderr=self.err,
+            text=True,
+            env=snakemake_env(),
+            start_new_session=True,  # its jobs form one process group, stopped together
+        )
+
+    def result(self) -> subprocess.CompletedProcess:
+        self.proc.wait(timeout=900)
+        self.out.seek(0)
+        self.err.seek(0)
+        return subprocess.CompletedProcess(
+            self.proc.args, self.proc.returncode, self.out.read(), self.err.read()
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.out.close()
+        self.err.close()
+
+
+STARTED: list[TinyStudy] = []
+
+
+def start_early(tmp_path_factory: pytest.TempPathFactory) -> TinyStudy:
+    """Called once per session by tests/conftest.py when a test of this module is selected."""
+    STARTED.append(TinyStudy(tmp_path_factory.mktemp("tiny_study")))
+    return STARTED[-1]
+
+
 @pytest.mark.slow
-def test_tiny_study_end_to_end(tmp_path):
+def test_tiny_study_end_to_end(tmp_path_factory):
     pytest.importorskip("samrepro.engine.cli_train")
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    proc = snakemake(tmp_path)
+    study = STARTED[0] if STARTED else start_early(tmp_path_factory)
+    tmp_path, proc = study.workdir, study.result()
     logs = (
         "\n".join(p.read_text() for p in (tmp_path / "results/tiny/logs").rglob("*.log"))
         if (tmp_path / "results/tiny/logs").exists()
