@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from samrepro.errors import read_json, yaml_problem
+from samrepro.errors import read_json, read_yaml
 
 RUN_FILES = ("run.yaml", "metrics.json", "history.csv", "eval.json")
 
@@ -175,17 +173,10 @@ def _mapping(data: Any, path: Path) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problem = yaml_problem(exc) if isinstance(exc, yaml.YAMLError) else str(exc)
-        raise ValueError(
-            f"{path}: not valid YAML ({problem}); {redo_hint(path.parent / 'metrics.json')}"
-        ) from exc
+    redo = redo_hint(path.parent / "metrics.json")
+    data = read_yaml(path, redo)
     if data is not None and not isinstance(data, dict):
-        raise ValueError(
-            f"{path}: expected a mapping, got {type(data).__name__}; {redo_hint(path.parent / 'metrics.json')}"
-        )
+        raise ValueError(f"{path}: expected a mapping, got {type(data).__name__}; {redo}")
     return data or {}
 
 
