@@ -71,18 +71,36 @@ def final_run(tmp: Path, experiment: str, setup: str) -> Path:
     return out
 
 
-# the final runs the tests below check: each is one single-threaded process, so they run two at a time on the
-# 2-core CI machine, once for the module (the runs are deterministic: every test sees the same folder it would
-# have trained itself)
+# the final runs the tests below check: each is one single-threaded process, so they run two at a time, once
+# for the module, started when the session begins (tests/conftest.py) so that they run beside the suite's
+# single-threaded tests; the runs are deterministic: every test sees the folder it would have trained itself
 FINAL_RUNS = [("digits_openset", "ArcFace"), ("digits", "AACE"), ("digits", "SCE-SAM")]
+
+
+class FinalRuns:
+    def __init__(self, tmp: Path) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.futures = {setup: self.pool.submit(final_run, tmp, exp, setup) for exp, setup in FINAL_RUNS}
+
+    def result(self) -> dict[str, Path]:
+        return {setup: f.result() for setup, f in self.futures.items()}
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+STARTED: list[FinalRuns] = []
+
+
+def start_early(tmp_path_factory: pytest.TempPathFactory) -> FinalRuns:
+    """Called once per session by tests/conftest.py when a test of this module is selected."""
+    STARTED.append(FinalRuns(tmp_path_factory.mktemp("embedded")))
+    return STARTED[-1]
 
 
 @pytest.fixture(scope="module")
 def final_runs(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("embedded")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {setup: pool.submit(final_run, tmp, exp, setup) for exp, setup in FINAL_RUNS}
-        return {setup: f.result() for setup, f in futures.items()}
+    return (STARTED[0] if STARTED else start_early(tmp_path_factory)).result()
 
 
 def history(run: Path) -> list[dict[str, float]]:
