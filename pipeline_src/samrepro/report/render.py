@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -270,17 +269,28 @@ def provenance(spec: Mapping[str, Any], manifests: Sequence[str]) -> dict[str, A
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    data = [
-        {"dataset": Path(m).stem, "file": m, "sha256": hashlib.sha256(Path(m).read_bytes()).hexdigest()}
-        for m in manifests
-        if m
-    ]
+    data = [_manifest_digest(m) for m in manifests if m]
     return {
         "commit": commit,
         "dirty": dirty,
         "config_hash": spec.get("config_hash", "") or "not given",
         "versions": versions,
         "manifests": data,
+    }
+
+
+def _manifest_digest(path: str) -> dict[str, Any]:
+    """A dataset's content hash (its files' checksums and counts, not where it lies: two copies of the same data
+    agree) and the root it was read from; the same content hash MLflow's dataset inputs are built on."""
+    from samrepro.errors import read_json
+    from samrepro.track.lineage import content_hash
+
+    manifest = read_json(path, "rerun its prepare job (snakemake --forcerun prepare)")
+    return {
+        "dataset": Path(path).stem,
+        "file": path,
+        "sha256": content_hash(manifest),
+        "root": manifest.get("root"),
     }
 
 
