@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from samrepro.report.render import provenance
 
 
@@ -20,3 +22,10 @@ def test_same_data_in_two_places_has_one_digest_and_other_data_another(tmp_path:
     got = provenance({}, [a, b, c])["manifests"]
     assert got[0]["sha256"] == got[1]["sha256"] != got[2]["sha256"]
     assert [m["root"] for m in got] == ["/clone1/data", "/clone2/data", "/clone1/data"]
+
+
+def test_a_manifest_that_is_not_an_object_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "digits.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="digits.json: a prepare manifest is a JSON object"):
+        provenance({}, [str(bad)])

@@ -282,10 +282,11 @@ def provenance(spec: Mapping[str, Any], manifests: Sequence[str]) -> dict[str, A
 def _manifest_digest(path: str) -> dict[str, Any]:
     """A dataset's content hash (its files' checksums and counts, not where it lies: two copies of the same data
     agree) and the root it was read from; the same content hash MLflow's dataset inputs are built on."""
-    from samrepro.errors import read_json
-    from samrepro.track.lineage import content_hash
+    from samrepro.track.lineage import content_hash, read_manifest
 
-    manifest = read_json(path, "rerun its prepare job (snakemake --forcerun prepare)")
+    manifest = read_manifest(Path(path))
+    if manifest is None:
+        raise ValueError(f"{path}: the prepare manifest is missing; rerun `samrepro prepare`")
     return {
         "dataset": Path(path).stem,
         "file": path,
