@@ -8,7 +8,10 @@ def study(train_a: dict, train_b: dict) -> dict:
     base = {"cpus_per_task": 8, "mem_mb": 32000, "runtime": 60, "gpu": 1}
     return {
         "resources": {k: dict(base) for k in ("tune", "train", "evaluate")},
-        "experiments": {"a": {"resources": {"train": train_a}}, "b": {"resources": {"train": train_b}}},
+        "experiments": {
+            "a": {"setups": ["SGD", "SAM"], "resources": {"train": train_a}},
+            "b": {"setups": ["SGD", "SAM"], "resources": {"train": train_b}},
+        },
     }
 
 
@@ -24,3 +27,14 @@ def test_unequal_resources_refused_only_for_array_rules():
 
 def test_equal_resources_go_as_arrays():
     assert array_resource_conflict(study({"gpu": 2}, {"gpu": 2}), {"train"}) is None
+
+
+def test_experiments_without_tuning_jobs_do_not_count_for_the_tune_array():
+    cfg = study({"gpu": 1}, {"gpu": 1})
+    cfg["resources"]["tune"]["gpu"] = 1
+    cfg["experiments"]["a"]["setups"] = ["SAM"]  # tuned: has tune jobs
+    cfg["experiments"]["b"]["setups"] = ["SGD"]  # rho-free: no tune job
+    cfg["experiments"]["b"]["resources"]["tune"] = {"gpu": 4}  # never requested by any job
+    assert array_resource_conflict(cfg, {"tune"}) is None
+    cfg["experiments"]["b"]["setups"] = ["SGD", "SAM"]
+    assert "resources.tune" in array_resource_conflict(cfg, {"tune"})

@@ -12,7 +12,7 @@ from torch import nn
 
 from samrepro.cli import main
 from samrepro.study import estimate as est
-from samrepro.study.config import load_study, rho_grid, validate_schema
+from samrepro.study.config import load_study, mixed_resources, rho_grid, validate_schema
 from samrepro.study.plan import build_run_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,9 +152,9 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path, capsys: pytest.Cap
     costs = json.loads(out.read_text())
     assert len(costs) == jobs and {c["phase"] for c in costs} == {"tune", "final", "evaluate"}
     assert "note: rule" not in text  # the default study's experiments share their resources
-    assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {}
+    assert mixed_resources(cfg) == {}
     cfg["experiments"]["digits"]["resources"] = {"train": {"mem_mb": 4000}}
-    assert est.mixed_array_resources(list(est.study_jobs(cfg))) == {"train": ["digits", "digits_openset"]}
+    assert mixed_resources(cfg) == {"train": ["digits", "digits_openset"]}
 
 
 def test_cli_bad_profile_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,14 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrepro.study.config import load_study
-    from samrepro.study.estimate import (
-        estimate_study,
-        format_table,
-        mixed_array_resources,
-        study_jobs,
-        summarize,
-    )
+    from samrepro.study.config import load_study, mixed_resources
+    from samrepro.study.estimate import estimate_study, format_table, summarize
 
     try:
         config = load_study(args.config)
@@ -47,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as err:
         print(f"samrepro estimate: {err}", file=sys.stderr)
         return 2
-    for rule, experiments in mixed_array_resources(list(study_jobs(config))).items():
+    for rule, experiments in mixed_resources(config).items():
         print(
             f"note: rule '{rule}' requests different resources in {', '.join(experiments)}: with the slurm "
             "profile's arrays (slurm-array-jobs) every task of an array gets its first job's resources; "

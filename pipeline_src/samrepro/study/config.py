@@ -160,14 +160,34 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def rule_resources(config: Mapping[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Rule kind (tune, train, evaluate) -> experiment -> the resources its jobs request, over the experiments
+    that have jobs of that rule (tune: only those with a tuned setup)."""
+    exps = config["experiments"]
+    has_tune = {e for e, exp in exps.items() if any(is_tuned(exp, s) for s in exp["setups"])}
+    return {
+        kind: {e: job_resources(config, kind, e) for e in exps if kind != "tune" or e in has_tune}
+        for kind in ("tune", "train", "evaluate")
+    }
+
+
+def mixed_resources(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Rule kind -> its experiments, for the rules whose jobs request different resources in different
+    experiments (a SLURM array gives every task its first job's resources)."""
+    return {
+        kind: sorted(asked)
+        for kind, asked in rule_resources(config).items()
+        if len({json.dumps(r, sort_keys=True) for r in asked.values()}) > 1
+    }
+
+
 def array_resource_conflict(config: Mapping[str, Any], array_rules: set[str]) -> str | None:
     """Why the study cannot go as SLURM arrays, or None. The SLURM executor gives every task of an array the
     resources of its first job, so a rule submitted as arrays (--slurm-array-jobs) must request the same
-    resources in every experiment (else a 4-GPU training could run with 1 GPU)."""
-    for kind in ("tune", "train", "evaluate"):
+    resources in every experiment that has jobs of it (else a 4-GPU training could run with 1 GPU)."""
+    for kind, asked in rule_resources(config).items():
         if kind not in array_rules and "all" not in array_rules:
             continue
-        asked = {e: job_resources(config, kind, e) for e in config["experiments"]}
         first, *rest = asked
         for other in (o for o in rest if asked[o] != asked[first]):
             diff = ", ".join(

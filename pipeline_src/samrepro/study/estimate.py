@@ -325,20 +325,6 @@ def study_jobs(config: Mapping[str, Any]) -> Iterator[Job]:
                 yield Job(name, "evaluate", setup, run, study.job_resources(config, "evaluate", name))
 
 
-RULE_OF_PHASE = {"tune": "tune", "final": "train", "evaluate": "evaluate"}
-
-
-def mixed_array_resources(jobs: Sequence[Job]) -> dict[str, list[str]]:
-    """Rule -> experiments, for rules whose jobs request different resources. The slurm profile submits a
-    rule's ready jobs as one SLURM array, and the plugin gives every task the first job's resources."""
-    seen: dict[str, dict[str, str]] = {}
-    for job in jobs:
-        seen.setdefault(RULE_OF_PHASE[job.phase], {})[job.experiment] = json.dumps(
-            job.resources, sort_keys=True
-        )
-    return {rule: sorted(exps) for rule, exps in seen.items() if len(set(exps.values())) > 1}
-
-
 def profiles(config: Mapping[str, Any]) -> dict[str, DeviceProfile]:
     """The built-in profiles, each overridden (or a new one added) by the study's estimate.profiles."""
     out = dict(DEVICE_PROFILES)
