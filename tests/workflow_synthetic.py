@@ -9,18 +9,7 @@ from pathlib import Path
 
 import yaml
 
-HISTORY_COLUMNS = [
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "eval_acc",
-    "probe_ce_loss",
-    "probe_aace_loss",
-    "probe_ce_grad_norm",
-    "probe_aace_grad_norm",
-    "epoch_time_s",
-]
+from samrepro.engine.records import HISTORY_COLUMNS  # the engine's history.csv columns
 
 
 def classification_eval(top1: float, train_acc: float = 99.0) -> dict:
