@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from run_configs import digits_run
 
 from samrepro.engine import config as C
 from samrepro.engine import trainer
@@ -29,23 +30,7 @@ STEPS = 22  # 1347 digits training images / batch 64
 
 
 def run_cfg(**kw) -> dict:
-    cfg = {
-        "study": "t",
-        "experiment": "digits",
-        "setup": "SAM",
-        "seed": 1,
-        "rho": 0.05,
-        "dataset": {"name": "digits"},
-        "model": {"name": "small_cnn", "kwargs": {"width": 8}},
-        "schedule": {"epochs": 1},
-        "batch_size": 64,
-        "probe_batch_size": 32,
-        "threads": 1,
-        "workers": 0,
-        "sharpness": {"samples": 64, "iterations": 5},
-    }
-    cfg.update(kw)
-    return C.validate(cfg)
+    return C.validate(digits_run(**{"schedule": {"epochs": 1}, **kw}))
 
 
 def _net(name: str, seed: int = 0) -> Network:

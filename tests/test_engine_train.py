@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_configs import digits_run as run_cfg
 
 from samrepro.engine import cli_evaluate, cli_train
 from samrepro.engine import config as C
@@ -34,26 +35,6 @@ VOLATILE = {
     "start_time",
     "end_time",
 }
-
-
-def run_cfg(**kw) -> dict:
-    cfg = {
-        "study": "t",
-        "experiment": "digits",
-        "setup": "SAM",
-        "seed": 1,
-        "rho": 0.05,
-        "dataset": {"name": "digits"},
-        "model": {"name": "small_cnn", "kwargs": {"width": 8}},
-        "schedule": {"epochs": 2},
-        "batch_size": 64,
-        "probe_batch_size": 32,
-        "threads": 1,
-        "workers": 0,
-        "sharpness": {"samples": 64, "iterations": 5},
-    }
-    cfg.update(kw)
-    return cfg
 
 
 def write_cfg(path: Path, cfg: dict) -> Path:
