@@ -23,3 +23,20 @@ def digits_run(**kw) -> dict:
     }
     cfg.update(kw)
     return cfg
+
+
+def tiny_sgd_run(**kw) -> dict:
+    """The smallest run that still trains: SGD, width-4 small_cnn, 1 epoch of batch 128, no sharpness."""
+    return digits_run(
+        **{
+            "setup": "SGD",
+            "seed": 0,
+            "rho": None,
+            "model": {"name": "small_cnn", "kwargs": {"width": 4}},
+            "schedule": {"epochs": 1},
+            "batch_size": 128,
+            "probe_batch_size": 16,
+            "sharpness": {"enabled": False},
+            **kw,
+        }
+    )

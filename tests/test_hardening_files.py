@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from formats import encode_image, face_images, write_cifar_batches, write_image_folder
+from run_configs import tiny_sgd_run
 
 import samrepro.atomic
 from samrepro.atomic import atomic_write_json, atomic_write_text
@@ -24,21 +25,7 @@ from samrepro.cli import main
 from samrepro.data.formats import verification_bin as vb
 from samrepro.engine import checkpoint as ckpt
 
-TINY = {
-    "study": "t",
-    "experiment": "digits",
-    "setup": "SGD",
-    "seed": 0,
-    "rho": None,
-    "dataset": {"name": "digits"},
-    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-    "schedule": {"epochs": 1},
-    "batch_size": 128,
-    "probe_batch_size": 16,
-    "threads": 1,
-    "workers": 0,
-    "sharpness": {"enabled": False},
-}
+TINY = tiny_sgd_run()
 
 
 class RunsCommand:

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import yaml
+from run_configs import tiny_sgd_run
 from torch import nn
 
 from samrepro import data
@@ -21,22 +22,7 @@ from samrepro.optim import SAM, get_setup
 from samrepro.optim.step import train_step, update_loss_fn
 from samrepro.study.config import validate_schema
 
-TINY = {
-    "study": "t",
-    "experiment": "digits",
-    "setup": "SGD",
-    "seed": 3,
-    "rho": None,
-    "phase": "tune",
-    "dataset": {"name": "digits", "val_fraction": 0.2, "split_seed": 5},
-    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-    "schedule": {"epochs": 1},
-    "batch_size": 128,
-    "probe_batch_size": 16,
-    "threads": 1,
-    "workers": 0,
-    "sharpness": {"enabled": False},
-}
+TINY = tiny_sgd_run(seed=3, phase="tune", dataset={"name": "digits", "val_fraction": 0.2, "split_seed": 5})
 
 
 def top1(net: nn.Module, dataset) -> float:

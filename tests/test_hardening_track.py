@@ -16,26 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_configs import tiny_sgd_run
 from workflow_synthetic import classification_eval, write_run
 
 from samrepro.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "study": "t",
-    "experiment": "digits",
-    "setup": "SGD",
-    "seed": 0,
-    "rho": None,
-    "phase": "final",
-    "dataset": {"name": "digits"},
-    "model": {"name": "small_cnn", "kwargs": {"width": 4}},
-    "schedule": {"epochs": 1},
-    "batch_size": 128,
-    "probe_batch_size": 16,
-    "threads": 1,
-    "sharpness": {"enabled": False},
-}
+TINY = tiny_sgd_run(phase="final")
 # a child run mid-logging: created (RUNNING, under a parent) and some of its metrics already written
 MID_LOGGING = """SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid
                  WHERE t.key = 'mlflow.parentRunId' AND r.status = 'RUNNING'
