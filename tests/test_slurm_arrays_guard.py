@@ -38,3 +38,10 @@ def test_experiments_without_tuning_jobs_do_not_count_for_the_tune_array():
     assert array_resource_conflict(cfg, {"tune"}) is None
     cfg["experiments"]["b"]["setups"] = ["SGD", "SAM"]
     assert "resources.tune" in array_resource_conflict(cfg, {"tune"})
+
+
+def test_a_study_without_any_tuning_job_passes():
+    cfg = study({"gpu": 1}, {"gpu": 1})
+    for exp in cfg["experiments"].values():
+        exp["setups"] = ["SGD"]
+    assert array_resource_conflict(cfg, {"tune", "train", "evaluate"}) is None

@@ -186,7 +186,7 @@ def array_resource_conflict(config: Mapping[str, Any], array_rules: set[str]) ->
     resources of its first job, so a rule submitted as arrays (--slurm-array-jobs) must request the same
     resources in every experiment that has jobs of it (else a 4-GPU training could run with 1 GPU)."""
     for kind, asked in rule_resources(config).items():
-        if kind not in array_rules and "all" not in array_rules:
+        if (kind not in array_rules and "all" not in array_rules) or not asked:  # no job of this rule at all
             continue
         first, *rest = asked
         for other in (o for o in rest if asked[o] != asked[first]):
